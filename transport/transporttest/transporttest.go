@@ -1,0 +1,285 @@
+// Package transporttest is a conformance suite for transport.Network
+// implementations, run against ZeroMQ and against the in-memory fake so
+// that tests written over the fake mean something for the real thing.
+package transporttest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ipcluster/ipcluster/transport"
+	"github.com/ipcluster/ipcluster/wire"
+)
+
+// Setup describes the implementation under test.
+type Setup struct {
+	// New returns a fresh network; the suite closes it.
+	New func(t *testing.T) transport.Network
+	// Endpoint returns a bindable endpoint with a free port ("...:0").
+	Endpoint func() string
+	// Fixed returns a concrete endpoint that nothing listens on.
+	Fixed func(t *testing.T) string
+}
+
+// Run runs every conformance test.
+func Run(t *testing.T, s Setup) {
+	t.Run("Echo", func(t *testing.T) { testEcho(t, s) })
+	t.Run("DialBeforeBind", func(t *testing.T) { testDialBeforeBind(t, s) })
+	t.Run("Unreachable", func(t *testing.T) { testUnreachable(t, s) })
+	t.Run("Security", func(t *testing.T) { testSecurity(t, s) })
+	t.Run("Wake", func(t *testing.T) { testWake(t, s) })
+	t.Run("Handover", func(t *testing.T) { testHandover(t, s) })
+}
+
+// recvWait polls one socket until a message arrives or a generous deadline
+// passes (a failure, not a synchronisation: correct code returns at once).
+func recvWait(t *testing.T, n transport.Network, s transport.Socket) [][]byte {
+	t.Helper()
+	p, err := n.NewPoller(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if m, err := s.Recv(); err == nil {
+			return m
+		} else if !errors.Is(err, transport.ErrAgain) {
+			t.Fatalf("recv: %v", err)
+		}
+		if _, err := p.Wait(time.Until(deadline)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Fatal("no message within 10 s")
+	return nil
+}
+
+func closeAll(t *testing.T, n transport.Network, socks ...transport.Socket) {
+	t.Helper()
+	for _, s := range socks {
+		if err := s.Close(); err != nil {
+			t.Errorf("close socket: %v", err)
+		}
+	}
+	if err := n.Close(); err != nil {
+		t.Errorf("close network: %v", err)
+	}
+}
+
+func testEcho(t *testing.T, s Setup) {
+	n := s.New(t)
+	r, ep, err := n.Bind(s.Endpoint(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := n.Dial(ep, []byte("peer-1"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll(t, n, d, r)
+	if _, err := r.Recv(); !errors.Is(err, transport.ErrAgain) {
+		t.Fatalf("Recv on an empty socket = %v, want ErrAgain", err)
+	}
+	msg := [][]byte{[]byte("a"), {}, bytes.Repeat([]byte{7}, 1<<20)}
+	if err := d.Send(msg); err != nil {
+		t.Fatal(err)
+	}
+	got := recvWait(t, n, r)
+	if len(got) != 4 || string(got[0]) != "peer-1" || string(got[1]) != "a" || len(got[2]) != 0 || !bytes.Equal(got[3], msg[2]) {
+		t.Fatalf("router got %d frames, id %q", len(got), got[0])
+	}
+	if err := r.Send([][]byte{[]byte("peer-1"), []byte("back")}); err != nil {
+		t.Fatal(err)
+	}
+	back := recvWait(t, n, d)
+	if len(back) != 1 || string(back[0]) != "back" {
+		t.Fatalf("dealer got %q", back)
+	}
+}
+
+func testDialBeforeBind(t *testing.T, s Setup) {
+	n := s.New(t)
+	ep := s.Fixed(t)
+	d, err := n.Dial(ep, []byte("early"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Send([][]byte{[]byte("queued")}); err != nil {
+		t.Fatal(err)
+	}
+	r, _, err := n.Bind(ep, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll(t, n, d, r)
+	got := recvWait(t, n, r)
+	if string(got[1]) != "queued" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func testUnreachable(t *testing.T, s Setup) {
+	n := s.New(t)
+	r, _, err := n.Bind(s.Endpoint(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll(t, n, r)
+	if err := r.Send([][]byte{[]byte("nobody"), []byte("x")}); !errors.Is(err, transport.ErrUnreachable) {
+		t.Fatalf("send to an unknown peer = %v, want ErrUnreachable", err)
+	}
+}
+
+func keys(t *testing.T) wire.KeyPair {
+	kp, err := wire.NewKeyPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kp
+}
+
+func testSecurity(t *testing.T, s Setup) {
+	n := s.New(t)
+	server, good, bad := keys(t), keys(t), keys(t)
+	refused := make(chan string, 100)
+	r, ep, err := n.Bind(s.Endpoint(), &transport.ServerSecurity{
+		Public: server.Public, Secret: server.Secret, Domain: "test",
+		Allow: func(k string) bool { return k == good.Public },
+		OnRefuse: func(domain, addr, reason string) {
+			select {
+			case refused <- domain + ": " + reason:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A peer without CURVE fails the handshake before authentication is
+	// asked (libzmq compares mechanisms first), so it is not reported; its
+	// message must simply never arrive.
+	plain, err := n.Dial(ep, []byte("plain"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain.Send([][]byte{[]byte("from plain")})
+	wrongServer := &transport.ClientSecurity{ServerKey: bad.Public, Public: good.Public, Secret: good.Secret}
+	misdirected, err := n.Dial(ep, []byte("misdirected"), wrongServer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	misdirected.Send([][]byte{[]byte("from misdirected")})
+	socks := []transport.Socket{plain, misdirected}
+	cases := []struct {
+		name string
+		sec  *transport.ClientSecurity
+		want string // in the refusal reason
+	}{
+		{"unknown key", &transport.ClientSecurity{ServerKey: server.Public, Public: bad.Public, Secret: bad.Secret}, bad.Public},
+	}
+	for _, c := range cases {
+		d, err := n.Dial(ep, []byte(c.name), c.sec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		socks = append(socks, d)
+		d.Send([][]byte{[]byte("from " + c.name)})
+		select {
+		case reason := <-refused:
+			if !bytes.Contains([]byte(reason), []byte(c.want)) || !bytes.HasPrefix([]byte(reason), []byte("test: ")) {
+				t.Errorf("%s: refusal reason %q, want it to mention %q", c.name, reason, c.want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: not refused within 10 s", c.name)
+		}
+	}
+	d, err := n.Dial(ep, []byte("good"), &transport.ClientSecurity{ServerKey: server.Public, Public: good.Public, Secret: good.Secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	socks = append(socks, d, r)
+	defer closeAll(t, n, socks...)
+	d.Send([][]byte{[]byte("from good")})
+	got := recvWait(t, n, r)
+	if string(got[0]) != "good" || string(got[1]) != "from good" {
+		t.Fatalf("first message through is %q, want the allowed peer's", got)
+	}
+	if m, err := r.Recv(); err == nil {
+		t.Fatalf("a refused peer's message arrived: %q", m)
+	}
+}
+
+func testWake(t *testing.T, s Setup) {
+	n := s.New(t)
+	r, _, err := n.Bind(s.Endpoint(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := n.NewPoller(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		p.Close()
+		closeAll(t, n, r)
+	}()
+	// A wake before Wait makes Wait return at once, with nothing ready.
+	p.Wake()
+	p.Wake()
+	ready, err := p.Wait(time.Minute)
+	if err != nil || len(ready) != 1 || ready[0] {
+		t.Fatalf("Wait after Wake = %v, %v", ready, err)
+	}
+	// A wake from another goroutine ends a Wait in progress.
+	var woke atomic.Bool
+	go func() {
+		woke.Store(true)
+		p.Wake()
+	}()
+	for !woke.Load() {
+		if _, err := p.Wait(time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Without input or wake, Wait returns after its timeout.
+	ready, err = p.Wait(20 * time.Millisecond)
+	if err != nil || ready[0] {
+		t.Fatalf("idle Wait = %v, %v", ready, err)
+	}
+}
+
+func testHandover(t *testing.T, s Setup) {
+	n := s.New(t)
+	r, ep, err := n.Bind(s.Endpoint(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1, err := n.Dial(ep, []byte("same"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1.Send([][]byte{[]byte("one")})
+	recvWait(t, n, r)
+	d2, err := n.Dial(ep, []byte("same"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll(t, n, d1, d2, r)
+	d2.Send([][]byte{[]byte("two")})
+	if got := recvWait(t, n, r); string(got[1]) != "two" {
+		t.Fatalf("got %q", got)
+	}
+	for i := range 3 {
+		if err := r.Send([][]byte{[]byte("same"), fmt.Appendf(nil, "to-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := recvWait(t, n, d2); string(got[0]) != "to-0" {
+		t.Fatalf("the newer connection got %q", got)
+	}
+}

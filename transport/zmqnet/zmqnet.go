@@ -1,0 +1,363 @@
+// Package zmqnet is the ZeroMQ implementation of transport.Network, over
+// libzmq through github.com/pebbe/zmq4.
+//
+// Each Network has its own libzmq context and, once a secured socket is
+// bound, its own ZAP handler bound in that context. (pebbe's zmq.AuthStart
+// serves only the default context: a CURVE server made in any other context
+// would accept every key.) Sockets linger 0 ms and have no high-water mark,
+// so closing never hangs and sending never blocks; bounding queues is the
+// protocol's job.
+package zmqnet
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/ipcluster/ipcluster/transport"
+)
+
+// Network makes ZeroMQ sockets in a context of its own.
+type Network struct {
+	ctx *zmq.Context
+
+	mu     sync.Mutex
+	zap    *zapHandler
+	pipes  int // inproc wake pipes made, for unique names
+	closed bool
+}
+
+// Options tune a Network.
+type Options struct {
+	// IOThreads is the number of libzmq I/O threads (default 1). CURVE
+	// encryption runs on them, so bulk transfers gain from more.
+	IOThreads int
+}
+
+// New returns a Network with a fresh libzmq context.
+func New(opts Options) (*Network, error) {
+	if !zmq.HasCurve() {
+		return nil, errors.New("zmqnet: libzmq was built without CURVE security (it needs libsodium)")
+	}
+	ctx, err := zmq.NewContext()
+	if err != nil {
+		return nil, fmt.Errorf("zmqnet: new context: %w", err)
+	}
+	if opts.IOThreads > 0 {
+		if err := ctx.SetIoThreads(opts.IOThreads); err != nil {
+			ctx.Term()
+			return nil, fmt.Errorf("zmqnet: io threads: %w", err)
+		}
+	}
+	return &Network{ctx: ctx}, nil
+}
+
+var _ transport.Network = (*Network)(nil)
+
+// Bind implements transport.Network. An endpoint port of 0 is bound to a
+// free port, as "*" is.
+func (n *Network) Bind(endpoint string, sec *transport.ServerSecurity) (transport.Socket, string, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil, "", transport.ErrClosed
+	}
+	ep := endpoint
+	if strings.HasPrefix(ep, "tcp://") && strings.HasSuffix(ep, ":0") {
+		ep = strings.TrimSuffix(ep, ":0") + ":*"
+	}
+	s, err := n.ctx.NewSocket(zmq.ROUTER)
+	if err != nil {
+		return nil, "", fmt.Errorf("zmqnet: new socket: %w", err)
+	}
+	fail := func(what string, err error) (transport.Socket, string, error) {
+		s.Close()
+		return nil, "", fmt.Errorf("zmqnet: bind %s: %s: %w", endpoint, what, err)
+	}
+	if err := commonOptions(s, ep); err != nil {
+		return fail("options", err)
+	}
+	if err := s.SetRouterMandatory(1); err != nil {
+		return fail("router mandatory", err)
+	}
+	if err := s.SetRouterHandover(true); err != nil {
+		return fail("router handover", err)
+	}
+	if sec != nil {
+		if sec.Allow == nil {
+			return fail("security", errors.New("no Allow function"))
+		}
+		if err := n.startZAP(); err != nil {
+			return fail("authentication handler", err)
+		}
+		domain := sec.Domain
+		if domain == "" {
+			domain = "default"
+		}
+		if err := n.zap.add(domain, sec); err != nil {
+			return fail("security", err)
+		}
+		for _, set := range []func() error{
+			func() error { return s.SetZapDomain(domain) },
+			func() error { return s.SetCurveServer(1) },
+			func() error { return s.SetCurveSecretkey(sec.Secret) },
+		} {
+			if err := set(); err != nil {
+				return fail("CURVE keys", err)
+			}
+		}
+	}
+	if err := s.Bind(ep); err != nil {
+		return fail("listen", err)
+	}
+	bound, err := s.GetLastEndpoint()
+	if err != nil {
+		return fail("endpoint", err)
+	}
+	return &socket{s: s}, bound, nil
+}
+
+// Dial implements transport.Network.
+func (n *Network) Dial(endpoint string, id []byte, sec *transport.ClientSecurity) (transport.Socket, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil, transport.ErrClosed
+	}
+	s, err := n.ctx.NewSocket(zmq.DEALER)
+	if err != nil {
+		return nil, fmt.Errorf("zmqnet: new socket: %w", err)
+	}
+	fail := func(what string, err error) (transport.Socket, error) {
+		s.Close()
+		return nil, fmt.Errorf("zmqnet: connect %s: %s: %w", endpoint, what, err)
+	}
+	if err := commonOptions(s, endpoint); err != nil {
+		return fail("options", err)
+	}
+	if len(id) > 0 {
+		if err := s.SetIdentity(string(id)); err != nil {
+			return fail("routing id", err)
+		}
+	}
+	if err := s.SetReconnectIvl(100 * time.Millisecond); err != nil {
+		return fail("reconnect interval", err)
+	}
+	if err := s.SetReconnectIvlMax(2 * time.Second); err != nil {
+		return fail("reconnect interval", err)
+	}
+	if sec != nil {
+		for _, set := range []func() error{
+			func() error { return s.SetCurveServerkey(sec.ServerKey) },
+			func() error { return s.SetCurvePublickey(sec.Public) },
+			func() error { return s.SetCurveSecretkey(sec.Secret) },
+		} {
+			if err := set(); err != nil {
+				return fail("CURVE keys", err)
+			}
+		}
+	}
+	if err := s.Connect(endpoint); err != nil {
+		return fail("connect", err)
+	}
+	return &socket{s: s}, nil
+}
+
+// commonOptions applies what every socket gets.
+func commonOptions(s *zmq.Socket, endpoint string) error {
+	for _, set := range []func() error{
+		func() error { return s.SetLinger(0) },
+		func() error { return s.SetSndhwm(0) },
+		func() error { return s.SetRcvhwm(0) },
+		func() error { return s.SetTcpKeepalive(1) },
+	} {
+		if err := set(); err != nil {
+			return err
+		}
+	}
+	if host := hostOf(endpoint); strings.Contains(host, ":") || host == "*" {
+		return s.SetIpv6(true)
+	}
+	return nil
+}
+
+// hostOf returns the host part of a tcp endpoint, without brackets.
+func hostOf(endpoint string) string {
+	rest, ok := strings.CutPrefix(endpoint, "tcp://")
+	if !ok {
+		return ""
+	}
+	if i := strings.LastIndexByte(rest, ':'); i >= 0 {
+		rest = rest[:i]
+	}
+	return strings.Trim(rest, "[]")
+}
+
+// NewPoller implements transport.Network. Its wake-up pipe is an inproc
+// PAIR of sockets: Wake sends a byte (once until the next Wait) under a
+// mutex, and Wait polls the receiving end with the sockets.
+func (n *Network) NewPoller(socks ...transport.Socket) (transport.Poller, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil, transport.ErrClosed
+	}
+	n.pipes++
+	addr := fmt.Sprintf("inproc://ipcluster-wake-%d", n.pipes)
+	r, err := n.ctx.NewSocket(zmq.PAIR)
+	if err != nil {
+		return nil, err
+	}
+	w, err := n.ctx.NewSocket(zmq.PAIR)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	for _, s := range []*zmq.Socket{r, w} {
+		s.SetLinger(0)
+	}
+	if err := r.Bind(addr); err != nil {
+		r.Close()
+		w.Close()
+		return nil, err
+	}
+	if err := w.Connect(addr); err != nil {
+		r.Close()
+		w.Close()
+		return nil, err
+	}
+	p := &poller{zp: zmq.NewPoller(), n: len(socks), wakeR: r, wakeW: w}
+	for _, s := range socks {
+		zs, ok := s.(*socket)
+		if !ok {
+			r.Close()
+			w.Close()
+			return nil, fmt.Errorf("zmqnet: cannot poll a %T", s)
+		}
+		p.zp.Add(zs.s, zmq.POLLIN)
+	}
+	p.zp.Add(r, zmq.POLLIN)
+	return p, nil
+}
+
+// Close terminates the context. All sockets and pollers must be closed
+// first; the ZAP handler is stopped here.
+func (n *Network) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	zap := n.zap
+	n.mu.Unlock()
+	err := n.ctx.Term() // makes the ZAP handler's Recv fail with ETERM; it then closes its socket
+	if zap != nil {
+		<-zap.done
+	}
+	return err
+}
+
+type socket struct {
+	s      *zmq.Socket
+	closed bool
+}
+
+func (s *socket) Send(frames [][]byte) error {
+	if s.closed {
+		return transport.ErrClosed
+	}
+	for i, f := range frames {
+		flag := zmq.DONTWAIT
+		if i < len(frames)-1 {
+			flag |= zmq.SNDMORE
+		}
+		if _, err := s.s.SendBytes(f, flag); err != nil {
+			if zmq.AsErrno(err) == zmq.EHOSTUNREACH {
+				return transport.ErrUnreachable
+			}
+			return fmt.Errorf("zmqnet: send: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *socket) Recv() ([][]byte, error) {
+	if s.closed {
+		return nil, transport.ErrClosed
+	}
+	msg, err := s.s.RecvMessageBytes(zmq.DONTWAIT)
+	if err != nil {
+		if zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
+			return nil, transport.ErrAgain
+		}
+		return nil, fmt.Errorf("zmqnet: recv: %w", err)
+	}
+	return msg, nil
+}
+
+func (s *socket) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.s.Close()
+}
+
+type poller struct {
+	zp      *zmq.Poller
+	n       int
+	wakeR   *zmq.Socket
+	wmu     sync.Mutex
+	wakeW   *zmq.Socket
+	pending atomic.Bool
+	closed  bool // under wmu
+}
+
+func (p *poller) Wait(timeout time.Duration) ([]bool, error) {
+	if timeout > 0 && timeout < time.Millisecond {
+		timeout = time.Millisecond // zmq_poll counts whole milliseconds
+	}
+	polled, err := p.zp.PollAll(timeout)
+	if err != nil {
+		return nil, fmt.Errorf("zmqnet: poll: %w", err)
+	}
+	ready := make([]bool, p.n)
+	for i := range p.n {
+		ready[i] = polled[i].Events&zmq.POLLIN != 0
+	}
+	if polled[p.n].Events&zmq.POLLIN != 0 {
+		p.pending.Store(false) // before draining: a Wake from now on rings again
+		for {
+			if _, err := p.wakeR.RecvBytes(zmq.DONTWAIT); err != nil {
+				break
+			}
+		}
+	}
+	return ready, nil
+}
+
+func (p *poller) Wake() {
+	if !p.pending.CompareAndSwap(false, true) {
+		return // a wake-up is already on its way
+	}
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if !p.closed {
+		p.wakeW.SendBytes([]byte{0}, zmq.DONTWAIT)
+	}
+}
+
+func (p *poller) Close() error {
+	p.wmu.Lock()
+	p.closed = true
+	p.wakeW.Close()
+	p.wmu.Unlock()
+	return p.wakeR.Close()
+}

@@ -1,0 +1,108 @@
+package wire
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/vectors.json")
+
+// vectorKey is the HMAC key of the published test vectors.
+var vectorKey = []byte("ipcluster test vector key 000001")
+
+type vector struct {
+	name string
+	msg  *Message
+}
+
+// testVectors are the messages whose exact encoding docs/protocol.md lists.
+func testVectors() []vector {
+	apply, _, _ := EncodeApply("echo", []any{"Hello, World"})
+	arr, bufs, _ := EncodePush([]string{"x"}, []any{[]float64{1.5, -2}})
+	result, _, _ := EncodeResult("Hello, World")
+	return []vector{
+		{"apply request to engines 0 and 1", &Message{
+			Header: Header{ID: "c1-1", Type: Apply, Session: "c1", Seq: 1, Time: 1700000000000000000,
+				Targets: []int{0, 1}, Engine: NoEngine},
+			Content: apply,
+		}},
+		{"push of a float64 array", &Message{
+			Header: Header{ID: "c1-2", Type: Push, Session: "c1", Seq: 2, Time: 1700000000000000001,
+				Targets: []int{0}, Engine: NoEngine},
+			Content: arr, Buffers: bufs,
+		}},
+		{"task reply from engine 1", &Message{
+			Header: Header{ID: "e1-9", Type: TaskReply, Session: "e1", Seq: 9, Time: 1700000000000000002,
+				Parent: "c1-1", Engine: 1, Status: StatusOK, Started: 1700000000000000003, Completed: 1700000000000000004},
+			Content: result,
+		}},
+		{"balanced apply with retries and timeout", &Message{
+			Header: Header{ID: "c1-3", Type: Apply, Session: "c1", Seq: 3, Time: 1700000000000000005,
+				Balanced: true, Retries: 1, Timeout: 2 * time.Second, Engine: NoEngine},
+			Content: apply,
+		}},
+	}
+}
+
+type goldenVector struct {
+	Name   string   `json:"name"`
+	Frames []string `json:"frames"` // hex: signature, envelope, buffers
+}
+
+func TestVectors(t *testing.T) {
+	s := NewSigner(vectorKey)
+	var got []goldenVector
+	for _, v := range testVectors() {
+		g := goldenVector{Name: v.name}
+		for _, f := range s.Seal(v.msg) {
+			g.Frames = append(g.Frames, hex.EncodeToString(f))
+		}
+		got = append(got, g)
+	}
+	const path = "testdata/vectors.json"
+	if *update {
+		data, _ := json.MarshalIndent(got, "", "  ")
+		if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []goldenVector
+	if err := json.Unmarshal(data, &want); err != nil {
+		t.Fatal(err)
+	}
+	if len(want) != len(got) {
+		t.Fatalf("%d vectors, golden file has %d (run go test ./wire -update)", len(got), len(want))
+	}
+	doc, err := os.ReadFile("../docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range got {
+		for j := range got[i].Frames {
+			if got[i].Frames[j] != want[i].Frames[j] {
+				t.Errorf("%s: frame %d\n got %s\nwant %s", got[i].Name, j, got[i].Frames[j], want[i].Frames[j])
+			}
+			if !strings.Contains(string(doc), want[i].Frames[j]) {
+				t.Errorf("docs/protocol.md lacks frame %d of vector %q: %s", j, want[i].Name, want[i].Frames[j])
+			}
+		}
+		// And the golden frames decode to the vector's message.
+		var frames [][]byte
+		for _, h := range want[i].Frames {
+			b, _ := hex.DecodeString(h)
+			frames = append(frames, b)
+		}
+		if _, err := NewSigner(vectorKey).Open(frames, true); err != nil {
+			t.Errorf("%s: golden frames refused: %v", want[i].Name, err)
+		}
+	}
+}
