@@ -31,11 +31,11 @@ type ConnectionInfo struct {
 	Endpoint      string `json:"endpoint"`       // the controller port for this role, e.g. tcp://127.0.0.1:40123
 	ControllerKey string `json:"controller_key"` // the controller's CURVE public key
 	KeyPair              // this holder's CURVE key pair
-	HMACKey       string `json:"hmac_key"`            // hex-encoded message signing key
-	Location      string `json:"location,omitempty"`  // the controller's host name
-	SSHServer     string `json:"ssh,omitempty"`       // an ssh server to tunnel through, if any
-	Profile       string `json:"profile,omitempty"`   // the profile that wrote it
-	ClusterID     string `json:"cluster_id"`          // identifies one run of a controller
+	HMACKey       string `json:"hmac_key"`           // hex-encoded message signing key
+	Location      string `json:"location,omitempty"` // the controller's host name
+	SSHServer     string `json:"ssh,omitempty"`      // an ssh server to tunnel through, if any
+	Profile       string `json:"profile,omitempty"`  // the profile that wrote it
+	ClusterID     string `json:"cluster_id"`         // identifies one run of a controller
 	ControllerPID int    `json:"controller_pid,omitempty"`
 }
 

@@ -130,6 +130,8 @@ type Message struct {
 	Header
 	Content []byte   // one MessagePack value, or nil
 	Buffers [][]byte // raw frames: array data, bulk bytes
+
+	digests [][]byte // as listed by the envelope, set by Open
 }
 
 // Envelope keys, in the order they are written.
@@ -201,7 +203,7 @@ func appendEnvelope(dst []byte, m *Message, digests [][DigestSize]byte) []byte {
 	}
 	if h.Timeout != 0 {
 		b = appendStr(b, keyTimeout)
-		b = appendInt(b, h.Timeout.Milliseconds())
+		b = appendInt(b, int64((h.Timeout+time.Millisecond-1)/time.Millisecond)) // rounded up: never 0, "no limit"
 	}
 	if h.Engine >= 0 {
 		b = appendStr(b, keyEngine)

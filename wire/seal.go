@@ -95,9 +95,10 @@ func (s *Signer) Resign(frames [][]byte) {
 }
 
 // Open checks the signature of frames and decodes them. With
-// checkBuffers, every buffer is checked against its digest; the
-// controller, which relays buffers without reading them, skips that and
-// leaves it to the receiving end. Content and Buffers alias frames.
+// checkBuffers, every buffer is checked against its digest; otherwise the
+// caller may do it later with CheckBuffers (an engine does, off its I/O
+// goroutine) or leave it to the receiving end (the controller relays
+// buffers without reading them). Content and Buffers alias frames.
 func (s *Signer) Open(frames [][]byte, checkBuffers bool) (*Message, error) {
 	if len(frames) < 2 {
 		return nil, fmt.Errorf("%w: %d frames, want at least 2 (signature, envelope)", ErrMalformed, len(frames))
@@ -118,32 +119,43 @@ func (s *Signer) Open(frames [][]byte, checkBuffers bool) (*Message, error) {
 	if len(bufs) != len(digests) {
 		return nil, fmt.Errorf("%w: %d buffers, envelope lists %d", ErrMalformed, len(bufs), len(digests))
 	}
-	if checkBuffers {
-		for i, b := range bufs {
-			d := Digest(b)
-			if subtle.ConstantTimeCompare(d[:], digests[i]) != 1 {
-				return nil, fmt.Errorf("%w: buffer %d does not match its digest", ErrSignature, i)
-			}
-		}
-	}
 	if len(bufs) > 0 {
 		m.Buffers = bufs
+		m.digests = digests
+	}
+	if checkBuffers {
+		if err := m.CheckBuffers(); err != nil {
+			return nil, err
+		}
 	}
 	return m, nil
 }
 
-// CheckBuffers checks the buffers of frames opened without checkBuffers.
-func CheckBuffers(frames [][]byte) error {
-	m := new(Message)
-	digests, err := decodeEnvelope(frames[1], m)
-	if err != nil {
-		return err
+// CheckBuffers checks each buffer of a message returned by Open against
+// the digest its signed envelope lists.
+func (m *Message) CheckBuffers() error {
+	if len(m.Buffers) != len(m.digests) {
+		return fmt.Errorf("%w: %d buffers, envelope lists %d", ErrMalformed, len(m.Buffers), len(m.digests))
 	}
-	for i, b := range frames[2:] {
+	for i, b := range m.Buffers {
 		d := Digest(b)
-		if i >= len(digests) || subtle.ConstantTimeCompare(d[:], digests[i]) != 1 {
+		if subtle.ConstantTimeCompare(d[:], m.digests[i]) != 1 {
 			return fmt.Errorf("%w: buffer %d does not match its digest", ErrSignature, i)
 		}
 	}
 	return nil
+}
+
+// PeekHeader decodes the envelope of frames WITHOUT checking the
+// signature. It is only for addressing an error reply to a message that
+// was refused; nothing it returns may be trusted.
+func PeekHeader(frames [][]byte) (Header, error) {
+	if len(frames) < 2 {
+		return Header{}, fmt.Errorf("%w: no envelope", ErrMalformed)
+	}
+	m := new(Message)
+	if _, err := decodeEnvelope(frames[1], m); err != nil {
+		return Header{}, err
+	}
+	return m.Header, nil
 }

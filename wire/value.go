@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"sync"
 
@@ -287,6 +288,9 @@ func (v Value) DecodeValue(dst reflect.Value) error {
 		if err := msgpackDecode(v.Raw, dst); err != nil {
 			return fmt.Errorf("wire: cannot decode into %s: %w", dst.Type(), err)
 		}
+		if dst.Kind() == reflect.Interface && !dst.IsNil() {
+			dst.Set(reflect.ValueOf(normalize(dst.Interface())))
+		}
 		return nil
 	}
 	switch {
@@ -371,4 +375,29 @@ func ValueList(raw []byte, bufs [][]byte) ([]Value, error) {
 		return nil, fmt.Errorf("%w: bytes after the value list", ErrMalformed)
 	}
 	return out, nil
+}
+
+// normalize makes integers decoded into interfaces int64 whenever they
+// fit: MessagePack writes non-negative integers in unsigned forms, which
+// the decoder turns into uint64.
+func normalize(v any) any {
+	switch v := v.(type) {
+	case uint64:
+		if v <= math.MaxInt64 {
+			return int64(v)
+		}
+	case []any:
+		for i, x := range v {
+			v[i] = normalize(x)
+		}
+	case map[string]any:
+		for k, x := range v {
+			v[k] = normalize(x)
+		}
+	case map[any]any:
+		for k, x := range v {
+			v[k] = normalize(x)
+		}
+	}
+	return v
 }

@@ -4,9 +4,10 @@
 // Each Network has its own libzmq context and, once a secured socket is
 // bound, its own ZAP handler bound in that context. (pebbe's zmq.AuthStart
 // serves only the default context: a CURVE server made in any other context
-// would accept every key.) Sockets linger 0 ms and have no high-water mark,
-// so closing never hangs and sending never blocks; bounding queues is the
-// protocol's job.
+// would accept every key.) Sockets have no high-water mark, so sending
+// never blocks (bounding queues is the protocol's job), and a bounded
+// linger: closing the Network waits at most that long for queued messages
+// to leave, so a last goodbye gets out and a dead peer cannot hang it.
 package zmqnet
 
 import (
@@ -25,7 +26,8 @@ import (
 
 // Network makes ZeroMQ sockets in a context of its own.
 type Network struct {
-	ctx *zmq.Context
+	ctx    *zmq.Context
+	linger time.Duration
 
 	mu     sync.Mutex
 	zap    *zapHandler
@@ -38,6 +40,9 @@ type Options struct {
 	// IOThreads is the number of libzmq I/O threads (default 1). CURVE
 	// encryption runs on them, so bulk transfers gain from more.
 	IOThreads int
+	// Linger bounds how long Close waits for queued messages to be sent
+	// (default 500 ms; negative means not at all).
+	Linger time.Duration
 }
 
 // New returns a Network with a fresh libzmq context.
@@ -55,7 +60,14 @@ func New(opts Options) (*Network, error) {
 			return nil, fmt.Errorf("zmqnet: io threads: %w", err)
 		}
 	}
-	return &Network{ctx: ctx}, nil
+	linger := opts.Linger
+	switch {
+	case linger == 0:
+		linger = 500 * time.Millisecond
+	case linger < 0:
+		linger = 0
+	}
+	return &Network{ctx: ctx, linger: linger}, nil
 }
 
 var _ transport.Network = (*Network)(nil)
@@ -80,7 +92,7 @@ func (n *Network) Bind(endpoint string, sec *transport.ServerSecurity) (transpor
 		s.Close()
 		return nil, "", fmt.Errorf("zmqnet: bind %s: %s: %w", endpoint, what, err)
 	}
-	if err := commonOptions(s, ep); err != nil {
+	if err := n.commonOptions(s, ep); err != nil {
 		return fail("options", err)
 	}
 	if err := s.SetRouterMandatory(1); err != nil {
@@ -138,7 +150,7 @@ func (n *Network) Dial(endpoint string, id []byte, sec *transport.ClientSecurity
 		s.Close()
 		return nil, fmt.Errorf("zmqnet: connect %s: %s: %w", endpoint, what, err)
 	}
-	if err := commonOptions(s, endpoint); err != nil {
+	if err := n.commonOptions(s, endpoint); err != nil {
 		return fail("options", err)
 	}
 	if len(id) > 0 {
@@ -170,9 +182,9 @@ func (n *Network) Dial(endpoint string, id []byte, sec *transport.ClientSecurity
 }
 
 // commonOptions applies what every socket gets.
-func commonOptions(s *zmq.Socket, endpoint string) error {
+func (n *Network) commonOptions(s *zmq.Socket, endpoint string) error {
 	for _, set := range []func() error{
-		func() error { return s.SetLinger(0) },
+		func() error { return s.SetLinger(n.linger) },
 		func() error { return s.SetSndhwm(0) },
 		func() error { return s.SetRcvhwm(0) },
 		func() error { return s.SetTcpKeepalive(1) },

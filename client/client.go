@@ -1,0 +1,513 @@
+// Package client drives a cluster from Go: it connects to a controller,
+// sends work to its engines and collects the results.
+//
+// Work goes out through views. A DirectView addresses engines explicitly
+// (all of them, a list, a range): apply a function on each, push and pull
+// variables, scatter and gather data. A LoadBalancedView lets the
+// controller's scheduler choose the engine for each task. Calls return at
+// once with an AsyncResult (or MapResult) to wait on; Client.Apply is the
+// blocking shorthand of IPython parallel's getting-started session:
+//
+//	c, err := client.Connect(ctx, client.Options{})
+//	res, err := c.Apply(ctx, "echo", []any{"Hello, World"}, client.Targets(client.All), client.Block)
+//	// res: map[int]any{0: "Hello, World", 1: "Hello, World", ...}
+//
+// A Client is safe for concurrent use; many clients may share a cluster.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ipcluster/ipcluster/internal/profile"
+	"github.com/ipcluster/ipcluster/transport"
+	"github.com/ipcluster/ipcluster/transport/zmqnet"
+	"github.com/ipcluster/ipcluster/wire"
+)
+
+// Options say which cluster to connect to. With none set, the client
+// reads the default profile's client connection file.
+type Options struct {
+	// Connection is the client credential itself.
+	Connection *wire.ConnectionInfo
+	// ConnectionFile is the path of a client connection file.
+	ConnectionFile string
+	// Profile names the profile whose connection file to read (default
+	// "default"; the profile directory is $IPCLUSTER_DIR/<profile>, or
+	// ~/.ipcluster/<profile>).
+	Profile string
+
+	// Timeout bounds how long Connect waits for the controller to answer
+	// when ctx has no deadline (default 10s).
+	Timeout time.Duration
+
+	// OnOutput, if set, is called with each chunk of a task's stdout or
+	// stderr as it arrives, from the client's I/O goroutine: it must not
+	// block. Output is also kept in each result's Metadata.
+	OnOutput func(Output)
+
+	Logger  *slog.Logger
+	Network transport.Network // nil means ZeroMQ, owned by the client
+}
+
+// Output is a chunk of a task's standard output or error.
+type Output struct {
+	Engine int
+	TaskID string
+	Stream string // "stdout" or "stderr"
+	Data   []byte
+}
+
+// Client is a connection to a controller.
+type Client struct {
+	opts    Options
+	log     *slog.Logger
+	conn    *wire.ConnectionInfo
+	net     transport.Network
+	ownNet  bool
+	sock    transport.Socket
+	poller  transport.Poller
+	session *wire.Session
+	signer  *wire.Signer // I/O goroutine only
+
+	mu      sync.Mutex
+	pending map[string]waiter // by request id
+	outbox  []*wire.Message
+	engines map[int]wire.EngineInfo
+	closing bool
+	err     error // why the client stopped
+
+	ioDone chan struct{}
+}
+
+// waiter is whoever waits for the replies to one request.
+type waiter interface {
+	// deliver takes one message answering the request and reports whether
+	// the request is complete.
+	deliver(m *wire.Message) bool
+	// fail ends the request with err.
+	fail(err error)
+	// requests returns the ids of the messages the waiter waits on.
+	requests() []string
+}
+
+// Connect connects to a controller and waits for its greeting, which lists
+// the engines.
+func Connect(ctx context.Context, opts Options) (*Client, error) {
+	ci, err := resolveConnection(opts)
+	if err != nil {
+		return nil, err
+	}
+	if ci.Role != wire.RoleClient {
+		return nil, fmt.Errorf("client: the connection info is for an %s, not a client", ci.Role)
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{opts: opts, log: opts.Logger, conn: ci, net: opts.Network, session: wire.NewSession(),
+		signer: wire.NewSigner(ci.SigningKey()), pending: make(map[string]waiter),
+		engines: make(map[int]wire.EngineInfo), ioDone: make(chan struct{})}
+	if c.net == nil {
+		n, err := zmqnet.New(zmqnet.Options{})
+		if err != nil {
+			return nil, err
+		}
+		c.net, c.ownNet = n, true
+	}
+	c.sock, err = c.net.Dial(ci.Endpoint, []byte(c.session.ID()), &transport.ClientSecurity{
+		ServerKey: ci.ControllerKey, Public: ci.Public, Secret: ci.Secret,
+	})
+	if err == nil {
+		c.poller, err = c.net.NewPoller(c.sock)
+	}
+	if err != nil {
+		c.release()
+		return nil, err
+	}
+	go c.loop()
+
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
+		defer cancel()
+	}
+	var reply wire.ConnectReplyContent
+	if err := c.control(ctx, wire.Connect, nil, nil, &reply); err != nil {
+		c.Close()
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("client: no answer from the controller at %s: is the cluster running (ipcluster start)? "+
+				"A controller restarted since the connection file was read refuses its old keys", ci.Endpoint)
+		}
+		return nil, fmt.Errorf("client: connecting to %s: %w", ci.Endpoint, err)
+	}
+	c.mu.Lock()
+	for _, e := range reply.Engines {
+		c.engines[e.ID] = e
+	}
+	c.mu.Unlock()
+	return c, nil
+}
+
+func resolveConnection(opts Options) (*wire.ConnectionInfo, error) {
+	if opts.Connection != nil {
+		return opts.Connection, opts.Connection.Check()
+	}
+	path := opts.ConnectionFile
+	if path == "" {
+		p, err := profile.Open(opts.Profile)
+		if err != nil {
+			return nil, err
+		}
+		path = p.ClientFile()
+		ci, err := wire.ReadConnectionFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("client: no cluster is running for profile %q (%s does not exist); start one with: ipcluster start",
+				p.Name, path)
+		}
+		return ci, err
+	}
+	return wire.ReadConnectionFile(path)
+}
+
+// Close disconnects. Requests still waiting fail with ErrClosed.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		<-c.ioDone
+		return nil
+	}
+	c.closing = true
+	c.mu.Unlock()
+	c.poller.Wake()
+	<-c.ioDone
+	c.release()
+	return nil
+}
+
+func (c *Client) release() {
+	if c.poller != nil {
+		c.poller.Close()
+	}
+	if c.sock != nil {
+		c.sock.Close()
+	}
+	if c.ownNet {
+		c.net.Close()
+	}
+}
+
+// IDs returns the ids of the registered engines, sorted, as last told by
+// the controller.
+func (c *Client) IDs() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Sorted(maps.Keys(c.engines))
+}
+
+// Engines asks the controller for the engines and their state.
+func (c *Client) Engines(ctx context.Context) ([]wire.EngineInfo, error) {
+	var reply wire.EnginesReplyContent
+	if err := c.control(ctx, wire.Engines, nil, nil, &reply); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	clear(c.engines)
+	for _, e := range reply.Engines {
+		c.engines[e.ID] = e
+	}
+	c.mu.Unlock()
+	return reply.Engines, nil
+}
+
+// TaskStatus asks the controller where the tasks of the given request ids
+// are: pending, queued or running on an engine, or finished. Any client
+// may ask about any request.
+func (c *Client) TaskStatus(ctx context.Context, ids ...string) ([]wire.TaskInfo, error) {
+	var reply wire.TaskStatusReplyContent
+	err := c.control(ctx, wire.TaskStatus, nil, wire.IDsContent{IDs: ids}, &reply)
+	return reply.Tasks, err
+}
+
+// Abort removes the tasks of the given request ids from the queues they
+// wait in; tasks already running are not stopped (see Interrupt). Their
+// results fail with *AbortedError.
+func (c *Client) Abort(ctx context.Context, ids ...string) error {
+	if len(ids) == 0 {
+		return errors.New("client: Abort needs request ids")
+	}
+	return c.control(ctx, wire.Abort, nil, wire.IDsContent{IDs: ids}, nil)
+}
+
+// Interrupt stops the task running on each target engine; its context is
+// cancelled and the task fails with a RemoteError of type "Interrupted".
+func (c *Client) Interrupt(ctx context.Context, t Target) error {
+	ids, err := c.resolve(t)
+	if err != nil {
+		return err
+	}
+	return c.control(ctx, wire.Interrupt, ids, nil, nil)
+}
+
+// Shutdown stops the target engines.
+func (c *Client) Shutdown(ctx context.Context, t Target) error {
+	ids, err := c.resolve(t)
+	if err != nil {
+		return err
+	}
+	return c.control(ctx, wire.Shutdown, ids, wire.ShutdownContent{}, nil)
+}
+
+// ShutdownCluster stops the controller and all its engines.
+func (c *Client) ShutdownCluster(ctx context.Context) error {
+	return c.control(ctx, wire.Shutdown, nil, wire.ShutdownContent{Controller: true}, nil)
+}
+
+// Apply calls the registered function fn with args on each target engine
+// (All unless Targets says otherwise) and waits for the results, keyed by
+// engine id. With Balanced, one engine chosen by the scheduler runs it.
+func (c *Client) Apply(ctx context.Context, fn string, args []any, opts ...Option) (map[int]any, error) {
+	o := callOptions{targets: All}
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	var ar *AsyncResult
+	var err error
+	if o.balanced {
+		v := c.LoadBalancedView()
+		v.targets, v.opts = o.targets, o
+		if o.targets == All {
+			v.targets = nil
+		}
+		ar, err = v.Apply(ctx, fn, args...)
+	} else {
+		v := c.DirectView(o.targets)
+		v.opts = o
+		ar, err = v.Apply(ctx, fn, args...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ar.Get(ctx)
+}
+
+// resolve returns the engine ids a target names now.
+func (c *Client) resolve(t Target) ([]int, error) {
+	if t == nil {
+		t = All
+	}
+	return t.resolve(c.IDs())
+}
+
+// control sends a request to the controller and decodes its reply into
+// out (if not nil).
+func (c *Client) control(ctx context.Context, t wire.Type, targets []int, content, out any) error {
+	h := c.session.Header(t)
+	h.Targets = targets
+	m := &wire.Message{Header: h}
+	if content != nil {
+		body, err := wire.EncodeContent(content)
+		if err != nil {
+			return err
+		}
+		m.Content = body
+	}
+	w := &controlWaiter{id: m.ID, done: make(chan struct{})}
+	if err := c.send(w, m); err != nil {
+		return err
+	}
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		c.forget(m.ID)
+		return ctx.Err()
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if out != nil && w.reply.Content != nil {
+		return wire.DecodeContent(w.reply, out)
+	}
+	return nil
+}
+
+type controlWaiter struct {
+	id    string
+	done  chan struct{}
+	reply *wire.Message
+	err   error
+}
+
+func (w *controlWaiter) requests() []string { return []string{w.id} }
+
+func (w *controlWaiter) deliver(m *wire.Message) bool {
+	if m.Type == wire.Error {
+		var info wire.ErrorInfo
+		wire.DecodeContent(m, &info)
+		w.err = &ControllerError{Type: info.Type, Message: info.Message}
+	}
+	w.reply = m
+	close(w.done)
+	return true
+}
+
+func (w *controlWaiter) fail(err error) {
+	w.err = err
+	close(w.done)
+}
+
+// send registers w for the replies to each message and queues them.
+func (c *Client) send(w waiter, msgs ...*wire.Message) error {
+	c.mu.Lock()
+	if c.closing || c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		if err == nil {
+			err = ErrClosed
+		}
+		return err
+	}
+	for _, m := range msgs {
+		c.pending[m.ID] = w
+	}
+	c.outbox = append(c.outbox, msgs...)
+	c.mu.Unlock()
+	c.poller.Wake()
+	return nil
+}
+
+func (c *Client) forget(id string) {
+	c.mu.Lock()
+	delete(c.pending, id)
+	c.mu.Unlock()
+}
+
+// loop is the I/O goroutine: it owns the socket.
+func (c *Client) loop() {
+	defer close(c.ioDone)
+	for {
+		if _, err := c.poller.Wait(-1); err != nil {
+			c.stop(fmt.Errorf("client: %w", err))
+			return
+		}
+		for {
+			frames, err := c.sock.Recv()
+			if errors.Is(err, transport.ErrAgain) {
+				break
+			}
+			if err != nil {
+				c.stop(fmt.Errorf("client: %w", err))
+				return
+			}
+			c.handle(frames)
+		}
+		c.mu.Lock()
+		out, closing := c.outbox, c.closing
+		c.outbox = nil
+		c.mu.Unlock()
+		for _, m := range out {
+			c.write(m)
+		}
+		if closing {
+			c.write(&wire.Message{Header: c.session.Header(wire.Disconnect)})
+			c.stop(ErrClosed)
+			return
+		}
+	}
+}
+
+func (c *Client) write(m *wire.Message) {
+	c.session.Stamp(&m.Header)
+	if err := c.sock.Send(c.signer.Seal(m)); err != nil {
+		c.log.Warn("send failed", "type", m.Type, "err", err)
+	}
+}
+
+// stop fails everything pending.
+func (c *Client) stop(err error) {
+	c.mu.Lock()
+	c.err = err
+	pending := c.pending
+	c.pending = make(map[string]waiter)
+	c.mu.Unlock()
+	seen := make(map[waiter]bool)
+	for _, w := range pending {
+		if !seen[w] {
+			seen[w] = true
+			w.fail(err)
+		}
+	}
+}
+
+// handle routes one message from the controller.
+func (c *Client) handle(frames [][]byte) {
+	m, err := c.signer.Open(frames, true)
+	if err != nil {
+		c.log.Warn("refused a message from the controller", "reason", err)
+		return
+	}
+	switch m.Type {
+	case wire.EngineEvent:
+		var ev wire.EngineEventContent
+		if err := wire.DecodeContent(m, &ev); err != nil {
+			c.log.Warn("bad engine event", "err", err)
+			return
+		}
+		c.mu.Lock()
+		if ev.Event == wire.EventRegistered {
+			c.engines[ev.Engine.ID] = ev.Engine
+		} else {
+			delete(c.engines, ev.Engine.ID)
+		}
+		c.mu.Unlock()
+		return
+	case wire.Output:
+		var chunk wire.OutputChunk
+		if err := wire.DecodeContent(m, &chunk); err != nil {
+			return
+		}
+		out := Output{Engine: m.Engine, TaskID: m.Parent, Stream: chunk.Stream, Data: chunk.Data}
+		c.mu.Lock()
+		w := c.pending[m.Parent]
+		c.mu.Unlock()
+		if ar, ok := w.(*AsyncResult); ok {
+			ar.output(out)
+		}
+		if c.opts.OnOutput != nil {
+			c.opts.OnOutput(out)
+		}
+		return
+	}
+	if m.Parent == "" {
+		if m.Type == wire.Error {
+			var info wire.ErrorInfo
+			wire.DecodeContent(m, &info)
+			c.log.Warn("the controller reported an error", "type", info.Type, "message", info.Message)
+		}
+		return
+	}
+	c.mu.Lock()
+	w := c.pending[m.Parent]
+	c.mu.Unlock()
+	if w == nil {
+		c.log.Debug("dropped a reply nobody waits for", "type", m.Type, "parent", m.Parent)
+		return
+	}
+	if w.deliver(m) {
+		c.mu.Lock()
+		for _, id := range w.requests() {
+			delete(c.pending, id)
+		}
+		c.mu.Unlock()
+	}
+}

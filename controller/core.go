@@ -1,0 +1,835 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ipcluster/ipcluster/controller/scheduler"
+	"github.com/ipcluster/ipcluster/transport"
+	"github.com/ipcluster/ipcluster/wire"
+)
+
+// sender is where the core's messages go: the two Router sockets, or a
+// recorder in tests. Frames exclude the routing id.
+type sender interface {
+	toClient(rid string, frames [][]byte) error
+	toEngine(rid string, frames [][]byte) error
+}
+
+// Error types the controller puts in the replies it makes itself. Clients
+// map the first three to typed errors.
+const (
+	errEngine        = "EngineError"    // the engine died or left with the task
+	errAborted       = "TaskAborted"    // aborted before it ran
+	errUnknownEngine = "UnknownEngine"  // a target is not registered
+	errProtocol      = "ProtocolError"  // malformed, unknown type or version
+	errAuth          = "AuthError"      // bad signature
+	errReplay        = "ReplayError"    // sequence number not rising
+	errShutdown      = "ShuttingDown"   // the controller is stopping
+	errDuplicate     = "DuplicateID"    // a request id already in use
+	errBadRequest    = "BadRequest"     // well-formed but meaningless
+	errAuthzEngine   = "NotRegistered"  // an engine message before registration
+	errImpersonation = "WrongEngineID"  // an engine claiming another's id
+	errUnexpected    = "UnexpectedType" // a type not accepted from this side
+)
+
+type engineState struct {
+	info     wire.EngineInfo
+	rid      string
+	lastSeen time.Time
+	queue    []*task // outstanding tasks, in the order sent; the first is running
+}
+
+type taskKey struct {
+	id     string
+	engine int // wire.NoEngine for a balanced task, whose engine may change
+}
+
+// task is one work request on one engine, or one balanced task.
+type task struct {
+	key       taskKey
+	typ       wire.Type
+	client    string // routing id of the client that sent it
+	balanced  bool
+	retries   int
+	frames    [][]byte // the request, kept while it may still be sent
+	resigned  bool     // frames carry the engine key's signature
+	engine    int
+	attempts  int
+	submitted time.Time
+	sent      time.Time
+}
+
+// core is the controller's logic, driven by one goroutine.
+type core struct {
+	cfg       *Config
+	log       *slog.Logger
+	clusterID string
+	session   *wire.Session
+	clientKey *wire.Signer
+	engineKey *wire.Signer
+	guard     wire.ReplayGuard
+	sched     *scheduler.Scheduler
+	out       sender
+	now       time.Time
+	onCount   func(int)
+
+	engines map[int]*engineState
+	byRID   map[string]*engineState
+	nextID  int
+	jobs    map[string]int
+	tasks   map[taskKey]*task
+	clients map[string]bool
+	history history
+	kept    retention
+
+	lastCheck    time.Time
+	stopping     bool
+	stopDeadline time.Time
+}
+
+func newCore(cfg *Config, clusterID string, sched *scheduler.Scheduler, clientKey, engineKey []byte) *core {
+	return &core{
+		cfg: cfg, log: cfg.Logger, clusterID: clusterID, session: wire.NewSession(),
+		clientKey: wire.NewSigner(clientKey), engineKey: wire.NewSigner(engineKey),
+		guard: wire.ReplayGuard{Max: 100000}, sched: sched, now: time.Now(), onCount: func(int) {},
+		engines: make(map[int]*engineState), byRID: make(map[string]*engineState),
+		jobs: make(map[string]int), tasks: make(map[taskKey]*task), clients: make(map[string]bool),
+		history: history{max: cfg.TaskHistory, byID: make(map[string][]wire.TaskInfo)},
+		kept:    retention{maxCount: cfg.ResultCache, maxBytes: cfg.ResultCacheBytes, byID: make(map[string][][][]byte)},
+	}
+}
+
+// ---- clients ----
+
+func (c *core) handleClient(rid string, frames [][]byte) {
+	m, err := c.clientKey.Open(frames, false)
+	if err != nil {
+		c.refuse("client", rid, frames, err)
+		return
+	}
+	if err := c.guard.Check(m.Session, m.Seq); err != nil {
+		c.log.Warn("refused a client message", "reason", err)
+		c.replyError(rid, m.ID, errReplay, err.Error())
+		return
+	}
+	switch m.Type {
+	case wire.Connect:
+		c.clients[rid] = true
+		c.reply(rid, m, wire.ConnectReply, wire.ConnectReplyContent{
+			ClusterID: c.clusterID, HeartbeatMS: int(c.cfg.HeartbeatPeriod.Milliseconds()), Engines: c.engineList(),
+		})
+	case wire.Disconnect:
+		delete(c.clients, rid)
+		c.guard.Forget(m.Session)
+	case wire.Apply, wire.Map, wire.Push, wire.Pull, wire.Clear:
+		c.submit(rid, m, frames)
+	case wire.Engines:
+		c.reply(rid, m, wire.EnginesReply, wire.EnginesReplyContent{Engines: c.engineList()})
+	case wire.TaskStatus:
+		var req wire.IDsContent
+		if err := wire.DecodeContent(m, &req); err != nil {
+			c.replyError(rid, m.ID, errProtocol, err.Error())
+			return
+		}
+		var out wire.TaskStatusReplyContent
+		for _, id := range req.IDs {
+			out.Tasks = append(out.Tasks, c.status(id)...)
+		}
+		c.reply(rid, m, wire.TaskStatusReply, out)
+	case wire.Results:
+		var req wire.IDsContent
+		if err := wire.DecodeContent(m, &req); err != nil {
+			c.replyError(rid, m.ID, errProtocol, err.Error())
+			return
+		}
+		var out wire.ResultsReplyContent
+		for _, id := range req.IDs {
+			kept := c.kept.take(id)
+			if kept == nil {
+				out.Missing = append(out.Missing, id)
+			}
+			for _, f := range kept {
+				c.out.toClient(rid, f)
+			}
+		}
+		c.reply(rid, m, wire.ResultsReply, out)
+	case wire.Abort:
+		c.abort(rid, m)
+	case wire.Interrupt:
+		if c.checkTargets(rid, m) {
+			for _, e := range m.Targets {
+				c.sendEngine(c.engines[e], wire.Interrupt, m.ID, nil)
+			}
+			c.reply(rid, m, wire.InterruptReply, nil)
+		}
+	case wire.Shutdown:
+		var req wire.ShutdownContent
+		if err := wire.DecodeContent(m, &req); err != nil {
+			c.replyError(rid, m.ID, errProtocol, err.Error())
+			return
+		}
+		if len(m.Targets) > 0 && !c.checkTargets(rid, m) {
+			return
+		}
+		for _, e := range m.Targets {
+			c.sendEngine(c.engines[e], wire.Shutdown, m.ID, nil)
+		}
+		c.reply(rid, m, wire.ShutdownReply, nil)
+		if req.Controller {
+			c.beginShutdown("a client asked the controller to shut down")
+		}
+	default:
+		c.replyError(rid, m.ID, errUnexpected, fmt.Sprintf("message type %q is not accepted from clients", m.Type))
+	}
+}
+
+// submit accepts a work request: balanced ones go to the scheduler,
+// direct ones to each target's queue at once.
+func (c *core) submit(rid string, m *wire.Message, frames [][]byte) {
+	if c.stopping {
+		c.replyError(rid, m.ID, errShutdown, "the controller is shutting down")
+		return
+	}
+	if m.Balanced {
+		key := taskKey{m.ID, wire.NoEngine}
+		if c.tasks[key] != nil {
+			c.replyError(rid, m.ID, errDuplicate, fmt.Sprintf("request id %q is already in use", m.ID))
+			return
+		}
+		c.tasks[key] = &task{key: key, typ: m.Type, client: rid, balanced: true, retries: m.Retries,
+			frames: frames, engine: wire.NoEngine, submitted: c.now}
+		c.sched.Submit(scheduler.Task{ID: m.ID, Targets: m.Targets, Retries: m.Retries})
+		c.applyActions()
+		return
+	}
+	if len(m.Targets) == 0 {
+		c.replyError(rid, m.ID, errBadRequest, "a direct request must name its engines (set balanced for the scheduler to choose)")
+		return
+	}
+	if !c.checkTargets(rid, m) {
+		return
+	}
+	for _, e := range m.Targets {
+		if c.tasks[taskKey{m.ID, e}] != nil {
+			c.replyError(rid, m.ID, errDuplicate, fmt.Sprintf("request id %q is already in use", m.ID))
+			return
+		}
+	}
+	c.engineKey.Resign(frames)
+	for _, e := range m.Targets {
+		eng := c.engines[e]
+		t := &task{key: taskKey{m.ID, e}, typ: m.Type, client: rid, engine: e, attempts: 1, submitted: c.now, sent: c.now}
+		c.tasks[t.key] = t
+		eng.queue = append(eng.queue, t)
+		c.sched.DirectSent(e)
+		if err := c.out.toEngine(eng.rid, frames); err != nil {
+			c.log.Warn("engine unreachable", "engine", e, "err", err) // its heartbeats will stop too
+		}
+	}
+}
+
+// checkTargets replies an error and returns false unless m's targets are
+// registered engines, each named once.
+func (c *core) checkTargets(rid string, m *wire.Message) bool {
+	if len(m.Targets) == 0 {
+		c.replyError(rid, m.ID, errBadRequest, fmt.Sprintf("%s names no engines", m.Type))
+		return false
+	}
+	seen := make(map[int]bool, len(m.Targets))
+	for _, e := range m.Targets {
+		if c.engines[e] == nil {
+			c.replyError(rid, m.ID, errUnknownEngine, fmt.Sprintf("engine %d is not registered (registered: %s)", e, c.idList()))
+			return false
+		}
+		if seen[e] {
+			c.replyError(rid, m.ID, errBadRequest, fmt.Sprintf("engine %d is named twice", e))
+			return false
+		}
+		seen[e] = true
+	}
+	return true
+}
+
+// abort removes work before it runs: tasks by id, or with targets and no
+// ids everything queued on those engines. Running tasks are left alone
+// (Interrupt stops those).
+func (c *core) abort(rid string, m *wire.Message) {
+	var req wire.IDsContent
+	if m.Content != nil {
+		if err := wire.DecodeContent(m, &req); err != nil {
+			c.replyError(rid, m.ID, errProtocol, err.Error())
+			return
+		}
+	}
+	if len(req.IDs) == 0 && len(m.Targets) == 0 {
+		c.replyError(rid, m.ID, errBadRequest, "abort names neither tasks nor engines")
+		return
+	}
+	if len(req.IDs) == 0 {
+		if !c.checkTargets(rid, m) {
+			return
+		}
+		for _, e := range m.Targets {
+			c.sendEngine(c.engines[e], wire.Abort, m.ID, wire.IDsContent{})
+		}
+		c.reply(rid, m, wire.AbortReply, nil)
+		return
+	}
+	perEngine := make(map[int][]string)
+	for _, id := range req.IDs {
+		if c.sched.Abort(id) {
+			continue // was pending: the scheduler's Fail action answers it
+		}
+		if t := c.tasks[taskKey{id, wire.NoEngine}]; t != nil && t.engine != wire.NoEngine {
+			perEngine[t.engine] = append(perEngine[t.engine], id)
+		}
+		for e, eng := range c.engines {
+			if c.tasks[taskKey{id, e}] != nil && eng != nil {
+				perEngine[e] = append(perEngine[e], id)
+			}
+		}
+	}
+	c.applyActions()
+	for _, e := range slices.Sorted(maps.Keys(perEngine)) {
+		c.sendEngine(c.engines[e], wire.Abort, m.ID, wire.IDsContent{IDs: perEngine[e]})
+	}
+	c.reply(rid, m, wire.AbortReply, nil)
+}
+
+// ---- engines ----
+
+func (c *core) handleEngine(rid string, frames [][]byte) {
+	m, err := c.engineKey.Open(frames, false)
+	if err != nil {
+		c.refuse("engine", rid, frames, err)
+		return
+	}
+	if err := c.guard.Check(m.Session, m.Seq); err != nil {
+		c.log.Warn("refused an engine message", "reason", err)
+		c.replyEngineError(rid, m.ID, errReplay, err.Error())
+		return
+	}
+	eng := c.byRID[rid]
+	if m.Type == wire.Register {
+		c.register(rid, eng, m)
+		return
+	}
+	if eng == nil {
+		if m.Type != wire.Unregister {
+			c.replyEngineError(rid, m.ID, errAuthzEngine,
+				"this engine is not registered (it may have been declared dead after missing heartbeats)")
+		}
+		return
+	}
+	eng.lastSeen = c.now
+	if m.Engine != wire.NoEngine && m.Engine != eng.info.ID {
+		c.log.Warn("refused an engine message", "engine", eng.info.ID, "reason", fmt.Sprintf("claims to be engine %d", m.Engine))
+		c.replyEngineError(rid, m.ID, errImpersonation, fmt.Sprintf("you are engine %d, not %d", eng.info.ID, m.Engine))
+		return
+	}
+	switch m.Type {
+	case wire.Heartbeat:
+		c.sendEngine(eng, wire.Heartbeat, m.ID, nil)
+	case wire.TaskReply:
+		c.taskReply(eng, m, frames)
+	case wire.Output:
+		if t := c.liveTask(m.Parent, eng.info.ID); t != nil {
+			c.clientKey.Resign(frames)
+			c.out.toClient(t.client, frames)
+		}
+	case wire.Unregister:
+		c.removeEngine(eng, wire.EventUnregistered, "the engine unregistered")
+	default:
+		c.replyEngineError(rid, m.ID, errUnexpected, fmt.Sprintf("message type %q is not accepted from engines", m.Type))
+	}
+}
+
+func (c *core) register(rid string, eng *engineState, m *wire.Message) {
+	if eng != nil { // a repeated registration: same answer
+		c.sendEngine(eng, wire.RegisterReply, m.ID, c.registerReply(eng))
+		return
+	}
+	if c.stopping {
+		c.replyEngineError(rid, m.ID, errShutdown, "the controller is shutting down")
+		return
+	}
+	var info wire.EngineInfo
+	if err := wire.DecodeContent(m, &info); err != nil {
+		c.replyEngineError(rid, m.ID, errProtocol, err.Error())
+		return
+	}
+	info.ID = c.nextID
+	c.nextID++
+	if info.JobKey != "" {
+		if c.jobs[info.JobKey] == 0 {
+			c.jobs[info.JobKey] = len(c.jobs) + 1
+		}
+		info.Job = c.jobs[info.JobKey]
+	}
+	info.Registered = c.now.UnixNano()
+	info.State, info.Queued, info.Running, info.LastHeartbeat = "", 0, "", 0
+	eng = &engineState{info: info, rid: rid, lastSeen: c.now}
+	c.engines[info.ID] = eng
+	c.byRID[rid] = eng
+	c.sendEngine(eng, wire.RegisterReply, m.ID, c.registerReply(eng))
+	c.log.Info("engine registered", "engine", info.ID, "host", info.Host, "pid", info.PID, "job", info.Job, "rank", info.Rank)
+	c.sched.AddEngine(info.ID)
+	c.applyActions()
+	c.broadcast(wire.EngineEventContent{Event: wire.EventRegistered, Engine: c.describe(eng)})
+	c.onCount(len(c.engines))
+}
+
+func (c *core) registerReply(eng *engineState) wire.RegisterReplyContent {
+	return wire.RegisterReplyContent{ID: eng.info.ID, HeartbeatMS: int(c.cfg.HeartbeatPeriod.Milliseconds()), ClusterID: c.clusterID}
+}
+
+// taskReply routes a result to its client, unless a failed balanced task
+// is to be retried elsewhere.
+func (c *core) taskReply(eng *engineState, m *wire.Message, frames [][]byte) {
+	t := c.liveTask(m.Parent, eng.info.ID)
+	if t == nil {
+		c.log.Debug("dropped a late reply", "task", m.Parent, "engine", eng.info.ID)
+		return
+	}
+	eng.queue = removeTask(eng.queue, t)
+	if t.balanced {
+		run := time.Duration(m.Completed - m.Started)
+		failedOn := t.engine
+		t.engine = wire.NoEngine // until the scheduler places it again, if it does
+		retrying := c.sched.Finished(t.key.id, m.Status == wire.StatusError, run)
+		if retrying {
+			c.log.Info("retrying a failed task", "task", t.key.id, "failed on", failedOn, "attempt", t.attempts)
+		}
+		c.applyActions()
+		if retrying {
+			return
+		}
+		t.engine = failedOn
+	} else {
+		c.sched.DirectDone(eng.info.ID)
+		c.applyActions()
+	}
+	delete(c.tasks, t.key)
+	state := wire.TaskDone
+	switch m.Status {
+	case wire.StatusError:
+		state = wire.TaskFailed
+	case wire.StatusAborted:
+		state = wire.TaskAborted
+	}
+	c.history.add(wire.TaskInfo{ID: t.key.id, Engine: eng.info.ID, State: state, Submitted: t.submitted.UnixNano(),
+		Started: m.Started, Completed: m.Completed, Attempts: t.attempts})
+	c.clientKey.Resign(frames)
+	c.deliver(t.client, t.key.id, frames)
+}
+
+// liveTask finds the task a message from engine e is about.
+func (c *core) liveTask(id string, e int) *task {
+	if t := c.tasks[taskKey{id, e}]; t != nil {
+		return t
+	}
+	if t := c.tasks[taskKey{id, wire.NoEngine}]; t != nil && t.engine == e {
+		return t
+	}
+	return nil
+}
+
+func removeTask(q []*task, t *task) []*task {
+	if len(q) > 0 && q[0] == t {
+		q[0] = nil
+		return q[1:]
+	}
+	if i := slices.Index(q, t); i >= 0 {
+		return slices.Delete(q, i, i+1)
+	}
+	return q
+}
+
+// removeEngine forgets an engine that died or left: its direct tasks fail,
+// its balanced tasks are retried or fail, and clients are told.
+func (c *core) removeEngine(eng *engineState, event, reason string) {
+	id := eng.info.ID
+	delete(c.engines, id)
+	delete(c.byRID, eng.rid)
+	c.log.Info("engine gone", "engine", id, "event", event, "reason", reason)
+	for _, t := range eng.queue {
+		if !t.balanced {
+			c.failTask(t, errEngine, fmt.Sprintf("engine %d %s: %s", id, event, reason))
+		}
+	}
+	c.sched.RemoveEngine(id)
+	c.applyActions()
+	info := eng.info
+	info.State = "dead"
+	c.broadcast(wire.EngineEventContent{Event: event, Engine: info, Reason: reason})
+	c.onCount(len(c.engines))
+}
+
+// applyActions carries out the scheduler's decisions.
+func (c *core) applyActions() {
+	for _, a := range c.sched.Actions() {
+		switch a := a.(type) {
+		case scheduler.Assign:
+			t := c.tasks[taskKey{a.Task, wire.NoEngine}]
+			eng := c.engines[a.Engine]
+			if t == nil || eng == nil || t.frames == nil {
+				c.log.Error("scheduler assigned an unknown task or engine", "task", a.Task, "engine", a.Engine)
+				continue
+			}
+			if !t.resigned {
+				c.engineKey.Resign(t.frames)
+				t.resigned = true
+			}
+			t.engine, t.attempts, t.sent = a.Engine, a.Attempt, c.now
+			eng.queue = append(eng.queue, t)
+			if err := c.out.toEngine(eng.rid, t.frames); err != nil {
+				c.log.Warn("engine unreachable", "engine", a.Engine, "err", err)
+			}
+			if a.Attempt > t.retries {
+				t.frames = nil // no later attempt will need them
+			}
+		case scheduler.Fail:
+			t := c.tasks[taskKey{a.Task, wire.NoEngine}]
+			if t == nil {
+				continue
+			}
+			t.engine = a.Engine
+			kind := map[scheduler.FailReason]string{
+				scheduler.EngineDied: errEngine, scheduler.NoSuchEngine: errUnknownEngine, scheduler.Aborted: errAborted,
+			}[a.Reason]
+			c.failTask(t, kind, a.Detail)
+		}
+	}
+}
+
+// failTask answers a task with an error the controller makes itself.
+func (c *core) failTask(t *task, kind, text string) {
+	delete(c.tasks, t.key)
+	status, state := wire.StatusError, wire.TaskFailed
+	if kind == errAborted {
+		status, state = wire.StatusAborted, wire.TaskAborted
+	}
+	engine := t.engine
+	c.history.add(wire.TaskInfo{ID: t.key.id, Engine: engine, State: state, Submitted: t.submitted.UnixNano(),
+		Completed: c.now.UnixNano(), Attempts: t.attempts})
+	h := c.session.Header(wire.TaskReply)
+	h.Parent, h.Engine, h.Status, h.Completed = t.key.id, engine, status, c.now.UnixNano()
+	content, _ := wire.EncodeContent(wire.ErrorInfo{Type: kind, Message: text})
+	frames := c.seal(c.clientKey, &wire.Message{Header: h, Content: content})
+	c.deliver(t.client, t.key.id, frames)
+}
+
+// deliver sends a task reply to its client, or keeps it if the client is gone.
+func (c *core) deliver(rid, id string, frames [][]byte) {
+	err := c.out.toClient(rid, frames)
+	if errors.Is(err, transport.ErrUnreachable) {
+		delete(c.clients, rid)
+		if evicted := c.kept.add(id, frames); evicted > 0 {
+			c.log.Warn("result cache full: dropped the oldest results", "count", evicted)
+		}
+	}
+}
+
+// ---- timers and shutdown ----
+
+// tick runs periodic work. Engines are judged dead only after the engine
+// socket has been drained, so a busy controller does not blame engines
+// for heartbeats it has not read yet.
+func (c *core) tick(drained bool) {
+	if !drained || c.now.Sub(c.lastCheck) < c.cfg.HeartbeatPeriod/2 {
+		return
+	}
+	c.lastCheck = c.now
+	limit := c.cfg.HeartbeatPeriod * time.Duration(c.cfg.HeartbeatMisses)
+	var dead []*engineState
+	for _, eng := range c.engines {
+		if c.now.Sub(eng.lastSeen) > limit {
+			dead = append(dead, eng)
+		}
+	}
+	slices.SortFunc(dead, func(a, b *engineState) int { return a.info.ID - b.info.ID })
+	for _, eng := range dead {
+		c.removeEngine(eng, wire.EventDied, fmt.Sprintf("no heartbeat for %.1f s", c.now.Sub(eng.lastSeen).Seconds()))
+	}
+}
+
+// nextTimeout is how long the loop may wait for input.
+func (c *core) nextTimeout() time.Duration {
+	d := c.cfg.HeartbeatPeriod / 2
+	if c.stopping {
+		d = min(d, time.Until(c.stopDeadline))
+	}
+	return max(d, time.Millisecond)
+}
+
+func (c *core) beginShutdown(reason string) {
+	if c.stopping {
+		return
+	}
+	c.stopping = true
+	c.stopDeadline = c.now.Add(c.cfg.StopTimeout)
+	c.log.Info("shutting down", "reason", reason, "engines", len(c.engines))
+	for _, eng := range c.sortedEngines() {
+		c.sendEngine(eng, wire.Shutdown, "", nil)
+	}
+	for _, t := range c.sortedTasks() {
+		if t.engine == wire.NoEngine {
+			c.failTask(t, errShutdown, "the controller shut down before the task ran")
+		}
+	}
+}
+
+// finish answers every task still live when the controller stops.
+func (c *core) finish() {
+	for _, t := range c.sortedTasks() {
+		c.failTask(t, errShutdown, "the controller shut down before the task finished")
+	}
+}
+
+// ---- replies and reports ----
+
+func (c *core) seal(s *wire.Signer, m *wire.Message) [][]byte {
+	c.session.Stamp(&m.Header)
+	return s.Seal(m)
+}
+
+// reply answers a client request with content (nil for none).
+func (c *core) reply(rid string, req *wire.Message, t wire.Type, content any) {
+	h := c.session.Header(t)
+	h.Parent = req.ID
+	var body []byte
+	if content != nil {
+		var err error
+		if body, err = wire.EncodeContent(content); err != nil {
+			c.log.Error("encoding a reply", "type", t, "err", err)
+			return
+		}
+	}
+	c.out.toClient(rid, c.seal(c.clientKey, &wire.Message{Header: h, Content: body}))
+}
+
+func (c *core) replyError(rid, parent, kind, text string) {
+	h := c.session.Header(wire.Error)
+	h.Parent = parent
+	content, _ := wire.EncodeContent(wire.ErrorInfo{Type: kind, Message: text})
+	c.out.toClient(rid, c.seal(c.clientKey, &wire.Message{Header: h, Content: content}))
+}
+
+func (c *core) replyEngineError(rid, parent, kind, text string) {
+	h := c.session.Header(wire.Error)
+	h.Parent = parent
+	content, _ := wire.EncodeContent(wire.ErrorInfo{Type: kind, Message: text})
+	c.out.toEngine(rid, c.seal(c.engineKey, &wire.Message{Header: h, Content: content}))
+}
+
+// sendEngine sends a controller message to an engine.
+func (c *core) sendEngine(eng *engineState, t wire.Type, parent string, content any) {
+	h := c.session.Header(t)
+	h.Parent = parent
+	h.Engine = eng.info.ID
+	var body []byte
+	if content != nil {
+		body, _ = wire.EncodeContent(content)
+	}
+	if err := c.out.toEngine(eng.rid, c.seal(c.engineKey, &wire.Message{Header: h, Content: body})); err != nil {
+		c.log.Debug("engine unreachable", "engine", eng.info.ID, "err", err)
+	}
+}
+
+// broadcast tells every connected client of an engine event.
+func (c *core) broadcast(ev wire.EngineEventContent) {
+	if len(c.clients) == 0 {
+		return
+	}
+	h := c.session.Header(wire.EngineEvent)
+	h.Engine = ev.Engine.ID
+	content, _ := wire.EncodeContent(ev)
+	frames := c.seal(c.clientKey, &wire.Message{Header: h, Content: content})
+	for rid := range c.clients {
+		if errors.Is(c.out.toClient(rid, frames), transport.ErrUnreachable) {
+			delete(c.clients, rid)
+		}
+	}
+}
+
+// refuse logs a message that could not be opened and, where the sender
+// can be told, answers it with an error naming the reason.
+func (c *core) refuse(role, rid string, frames [][]byte, err error) {
+	kind := errProtocol
+	if errors.Is(err, wire.ErrSignature) {
+		kind = errAuth
+	}
+	c.log.Warn("refused a message", "from", role, "peer", fmt.Sprintf("%x", rid), "reason", err)
+	parent := ""
+	if h, perr := wire.PeekHeader(frames); perr == nil {
+		parent = h.ID
+	}
+	if role == "client" {
+		c.replyError(rid, parent, kind, err.Error())
+	} else {
+		c.replyEngineError(rid, parent, kind, err.Error())
+	}
+}
+
+func (c *core) describe(eng *engineState) wire.EngineInfo {
+	info := eng.info
+	info.LastHeartbeat = eng.lastSeen.UnixNano()
+	info.State = "idle"
+	if len(eng.queue) > 0 {
+		info.State = "busy"
+		info.Running = eng.queue[0].key.id
+		info.Queued = len(eng.queue) - 1
+	}
+	return info
+}
+
+func (c *core) sortedEngines() []*engineState {
+	out := make([]*engineState, 0, len(c.engines))
+	for _, e := range c.engines {
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b *engineState) int { return a.info.ID - b.info.ID })
+	return out
+}
+
+func (c *core) sortedTasks() []*task {
+	out := make([]*task, 0, len(c.tasks))
+	for _, t := range c.tasks {
+		out = append(out, t)
+	}
+	slices.SortFunc(out, func(a, b *task) int { return a.submitted.Compare(b.submitted) })
+	return out
+}
+
+func (c *core) engineList() []wire.EngineInfo {
+	engines := c.sortedEngines()
+	out := make([]wire.EngineInfo, len(engines))
+	for i, e := range engines {
+		out[i] = c.describe(e)
+	}
+	return out
+}
+
+func (c *core) idList() string {
+	var b strings.Builder
+	for i, e := range c.sortedEngines() {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprint(&b, e.info.ID)
+	}
+	if b.Len() == 0 {
+		return "none"
+	}
+	return b.String()
+}
+
+// status reports the tasks of one request id, live or remembered.
+func (c *core) status(id string) []wire.TaskInfo {
+	var out []wire.TaskInfo
+	info := func(t *task) wire.TaskInfo {
+		ti := wire.TaskInfo{ID: id, Engine: t.engine, State: wire.TaskPending, Submitted: t.submitted.UnixNano(), Attempts: t.attempts}
+		if eng := c.engines[t.engine]; eng != nil {
+			ti.State = wire.TaskQueued
+			if len(eng.queue) > 0 && eng.queue[0] == t {
+				ti.State = wire.TaskRunning
+			}
+		}
+		return ti
+	}
+	if t := c.tasks[taskKey{id, wire.NoEngine}]; t != nil {
+		out = append(out, info(t))
+	}
+	for _, eng := range c.sortedEngines() {
+		if t := c.tasks[taskKey{id, eng.info.ID}]; t != nil {
+			out = append(out, info(t))
+		}
+	}
+	out = append(out, c.history.byID[id]...)
+	if len(out) == 0 {
+		out = append(out, wire.TaskInfo{ID: id, Engine: wire.NoEngine, State: wire.TaskUnknown})
+	}
+	return out
+}
+
+// history remembers finished tasks for status queries, up to max entries.
+type history struct {
+	max   int
+	byID  map[string][]wire.TaskInfo
+	order []string
+	n     int
+}
+
+func (h *history) add(ti wire.TaskInfo) {
+	h.byID[ti.ID] = append(h.byID[ti.ID], ti)
+	h.order = append(h.order, ti.ID)
+	h.n++
+	for h.n > h.max && len(h.order) > 0 {
+		old := h.order[0]
+		h.order = h.order[1:]
+		if l := h.byID[old]; len(l) > 1 {
+			h.byID[old] = l[1:]
+		} else {
+			delete(h.byID, old)
+		}
+		h.n--
+	}
+}
+
+// retention keeps replies whose client was gone, by request id, up to a
+// count and a byte size; the oldest go first.
+type retention struct {
+	maxCount int
+	maxBytes int64
+	byID     map[string][][][]byte
+	order    []string
+	count    int
+	bytes    int64
+}
+
+func frameBytes(frames [][]byte) (n int64) {
+	for _, f := range frames {
+		n += int64(len(f))
+	}
+	return n
+}
+
+func (r *retention) add(id string, frames [][]byte) (evicted int) {
+	r.byID[id] = append(r.byID[id], frames)
+	r.order = append(r.order, id)
+	r.count++
+	r.bytes += frameBytes(frames)
+	for (r.count > r.maxCount || r.bytes > r.maxBytes) && len(r.order) > 0 {
+		old := r.order[0]
+		r.order = r.order[1:]
+		l := r.byID[old]
+		if len(l) == 0 {
+			continue // taken already
+		}
+		r.bytes -= frameBytes(l[0])
+		r.count--
+		evicted++
+		if len(l) > 1 {
+			r.byID[old] = l[1:]
+		} else {
+			delete(r.byID, old)
+		}
+	}
+	return evicted
+}
+
+func (r *retention) take(id string) [][][]byte {
+	l := r.byID[id]
+	delete(r.byID, id)
+	for _, f := range l {
+		r.count--
+		r.bytes -= frameBytes(f)
+	}
+	return l
+}

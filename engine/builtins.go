@@ -1,0 +1,82 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/ipcluster/ipcluster/wire"
+)
+
+// ShellResult is what the sh builtin returns.
+type ShellResult struct {
+	Stdout string `msgpack:"stdout"`
+	Stderr string `msgpack:"stderr"`
+	Exit   int    `msgpack:"exit"` // the exit status; -1 if killed by a signal
+}
+
+// builtins are registered on every engine.
+func builtins() map[string]any {
+	return map[string]any{
+		// echo returns its argument unchanged (without decoding it), or a
+		// list of its arguments when given several.
+		"echo": func(args ...wire.Value) (any, error) {
+			if len(args) == 1 {
+				return args[0], nil
+			}
+			out := make([]any, len(args))
+			for i, a := range args {
+				v, err := a.Decode()
+				if err != nil {
+					return nil, err
+				}
+				out[i] = v
+			}
+			return out, nil
+		},
+		// noop does nothing: for measuring overhead.
+		"noop": func() {},
+		// sleep waits for the given seconds; an interrupt ends it early.
+		"sleep": func(ctx context.Context, seconds float64) error {
+			t := time.NewTimer(time.Duration(seconds * float64(time.Second)))
+			defer t.Stop()
+			select {
+			case <-t.C:
+				return nil
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		},
+		"hostname": os.Hostname,
+		"pid":      os.Getpid,
+		"getenv":   os.Getenv,
+		// sh runs a command with /bin/sh -c and returns its output and exit
+		// status; an interrupt kills the command's whole process group.
+		"sh": func(ctx context.Context, command string) (ShellResult, error) {
+			cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+			cmd.WaitDelay = time.Second
+			err := cmd.Run()
+			if ctx.Err() != nil {
+				return ShellResult{}, context.Cause(ctx)
+			}
+			res := ShellResult{Stdout: stdout.String(), Stderr: stderr.String()}
+			var exit *exec.ExitError
+			switch {
+			case err == nil:
+			case errors.As(err, &exit):
+				res.Exit = exit.ExitCode()
+			default:
+				return ShellResult{}, err
+			}
+			return res, nil
+		},
+	}
+}

@@ -1,0 +1,724 @@
+// Package engine runs work sent by a controller: registered Go functions,
+// and data in and out of a per-engine namespace.
+//
+// An engine is the stock `ipcluster engine` process or any Go program that
+// links this package. It holds one connection to the controller, owned by
+// an I/O goroutine that keeps heartbeats, control messages (abort,
+// interrupt, shutdown) and output flowing, while an executor goroutine runs
+// work one item at a time in arrival order. So a busy engine is never taken
+// for a dead one, and an interrupt reaches a running task at once.
+//
+//	eng, err := engine.New(engine.Options{})
+//	eng.Register("step", func(ctx context.Context, n int) (float64, error) { ... })
+//	err = eng.Run(ctx)
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipcluster/ipcluster/transport"
+	"github.com/ipcluster/ipcluster/transport/zmqnet"
+	"github.com/ipcluster/ipcluster/wire"
+)
+
+// Environment variables an engine reads.
+const (
+	// ConnectionEnv holds the engine's connection info as JSON; launchers
+	// use it so that engines need no shared filesystem.
+	ConnectionEnv = "IPCLUSTER_CONNECTION"
+	// ConnectionFileEnv names a connection file to read instead.
+	ConnectionFileEnv = "IPCLUSTER_CONNECTION_FILE"
+	// JobEnv holds the launcher's key of the job the engine belongs to.
+	JobEnv = "IPCLUSTER_JOB"
+)
+
+// ErrControllerLost is returned by Run when the controller stops answering.
+var ErrControllerLost = errors.New("lost the controller")
+
+// Options configure an engine. The zero value of a field means its default.
+type Options struct {
+	// Connection is the engine credential. If nil, it is read from
+	// $IPCLUSTER_CONNECTION, or else from ConnectionFile or
+	// $IPCLUSTER_CONNECTION_FILE.
+	Connection     *wire.ConnectionInfo
+	ConnectionFile string
+
+	// CaptureOutput points the process's stdout and stderr at the running
+	// task's client. Only one engine per process can capture.
+	CaptureOutput bool
+
+	// Timeout is how long the engine waits for the controller: to answer
+	// its registration, and between messages afterwards. Default 10s.
+	Timeout time.Duration
+
+	// What the engine says of itself; defaults come from the environment
+	// ($IPCLUSTER_JOB, and the rank variables of Open MPI, MPICH, PMIx
+	// and SLURM).
+	JobKey     string
+	Rank, Size int
+	Cores      int
+
+	Logger  *slog.Logger
+	Network transport.Network // nil means ZeroMQ, owned by the engine
+}
+
+// Engine runs work for a controller. Make one with New.
+type Engine struct {
+	opts Options
+	log  *slog.Logger
+
+	mu    sync.RWMutex
+	funcs map[string]*function
+
+	id         atomic.Int64
+	registered chan struct{}
+
+	queue  workQueue
+	outMu  sync.Mutex
+	outbox []*wire.Message
+	wake   func()
+	cap    *capture
+
+	curMu sync.Mutex
+	cur   context.CancelCauseFunc
+
+	ns map[string]wire.Value // used by the executor goroutine only
+}
+
+// New returns an engine with the builtin functions registered: echo,
+// noop, sleep, hostname, pid, getenv and sh.
+func New(opts Options) (*Engine, error) {
+	if opts.Timeout == 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	if opts.Timeout < 0 {
+		return nil, fmt.Errorf("engine: timeout %v must be positive", opts.Timeout)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Cores == 0 {
+		opts.Cores = runtime.NumCPU()
+	}
+	if opts.JobKey == "" {
+		opts.JobKey = os.Getenv(JobEnv)
+	}
+	if opts.Size == 0 {
+		opts.Rank, opts.Size = launcherRank()
+	}
+	e := &Engine{opts: opts, log: opts.Logger, funcs: make(map[string]*function),
+		registered: make(chan struct{}), ns: make(map[string]wire.Value)}
+	e.id.Store(wire.NoEngine)
+	e.queue.ready = make(chan struct{}, 1)
+	for name, fn := range builtins() {
+		if err := e.Register(name, fn); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// launcherRank reads the rank and size a launcher gave this process.
+func launcherRank() (rank, size int) {
+	for _, v := range [][2]string{
+		{"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
+		{"PMI_RANK", "PMI_SIZE"},
+		{"PMIX_RANK", "OMPI_COMM_WORLD_SIZE"},
+		{"SLURM_PROCID", "SLURM_NTASKS"},
+	} {
+		r, err1 := strconv.Atoi(os.Getenv(v[0]))
+		s, err2 := strconv.Atoi(os.Getenv(v[1]))
+		if err1 == nil && err2 == nil && s > 0 && r >= 0 && r < s {
+			return r, s
+		}
+	}
+	return 0, 0
+}
+
+// Register makes fn callable by name. fn is an ordinary Go function: an
+// optional context.Context first (cancelled when the task is interrupted
+// or times out), then any parameters, which are decoded from the caller's
+// arguments, and as results nothing, an error, a value, or a value and an
+// error. Numeric slice parameters receive arrays without copying; a
+// parameter of type wire.Value receives the argument undecoded.
+func (e *Engine) Register(name string, fn any) error {
+	f, err := newFunction(name, fn)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.funcs[name]; ok {
+		return fmt.Errorf("engine: function %q is already registered", name)
+	}
+	e.funcs[name] = f
+	return nil
+}
+
+// Functions returns the names of the registered functions, sorted.
+func (e *Engine) Functions() []string {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return slices.Sorted(maps.Keys(e.funcs))
+}
+
+// ID returns the engine id the controller assigned, or -1 before registration.
+func (e *Engine) ID() int { return int(e.id.Load()) }
+
+// Registered is closed once the controller has accepted the engine.
+func (e *Engine) Registered() <-chan struct{} { return e.registered }
+
+// connection finds the engine's credential.
+func (e *Engine) connection() (*wire.ConnectionInfo, error) {
+	if e.opts.Connection != nil {
+		return e.opts.Connection, e.opts.Connection.Check()
+	}
+	if data := os.Getenv(ConnectionEnv); data != "" {
+		ci, err := wire.ParseConnection([]byte(data))
+		if err != nil {
+			return nil, fmt.Errorf("engine: $%s: %w", ConnectionEnv, err)
+		}
+		return ci, nil
+	}
+	path := e.opts.ConnectionFile
+	if path == "" {
+		path = os.Getenv(ConnectionFileEnv)
+	}
+	if path == "" {
+		return nil, fmt.Errorf("engine: no connection info: set $%s or $%s, or pass a connection file", ConnectionEnv, ConnectionFileEnv)
+	}
+	return wire.ReadConnectionFile(path)
+}
+
+// Run connects to the controller, registers, and serves until ctx is done,
+// the controller asks the engine to shut down (Run returns nil) or stops
+// answering (ErrControllerLost).
+func (e *Engine) Run(ctx context.Context) (err error) {
+	ci, err := e.connection()
+	if err != nil {
+		return err
+	}
+	if ci.Role != wire.RoleEngine {
+		return fmt.Errorf("engine: the connection info is for a %s, not an engine", ci.Role)
+	}
+	netw, own := e.opts.Network, false
+	if netw == nil {
+		n, err := zmqnet.New(zmqnet.Options{})
+		if err != nil {
+			return err
+		}
+		netw, own = n, true
+	}
+	session := wire.NewSession()
+	sock, err := netw.Dial(ci.Endpoint, []byte(session.ID()), &transport.ClientSecurity{
+		ServerKey: ci.ControllerKey, Public: ci.Public, Secret: ci.Secret,
+	})
+	if err != nil {
+		if own {
+			netw.Close()
+		}
+		return err
+	}
+	poller, err := netw.NewPoller(sock)
+	if err != nil {
+		sock.Close()
+		if own {
+			netw.Close()
+		}
+		return err
+	}
+	e.wake = poller.Wake
+	defer func() {
+		poller.Close()
+		sock.Close()
+		if own {
+			netw.Close()
+		}
+	}()
+	if e.opts.CaptureOutput {
+		if e.cap, err = startCapture(e.emitOutput); err != nil {
+			return err
+		}
+		defer e.cap.stop()
+	}
+	io := &ioLoop{e: e, ci: ci, sock: sock, poller: poller, session: session, signer: wire.NewSigner(ci.SigningKey())}
+	return io.run(ctx)
+}
+
+// send queues a message for the I/O goroutine.
+func (e *Engine) send(m *wire.Message) {
+	e.outMu.Lock()
+	e.outbox = append(e.outbox, m)
+	e.outMu.Unlock()
+	e.wake()
+}
+
+func (e *Engine) takeOutbox() []*wire.Message {
+	e.outMu.Lock()
+	defer e.outMu.Unlock()
+	out := e.outbox
+	e.outbox = nil
+	return out
+}
+
+// header starts a message from this engine.
+func (e *Engine) header(t wire.Type, parent string) wire.Header {
+	return wire.Header{Type: t, Parent: parent, Engine: e.ID()}
+}
+
+func (e *Engine) emitOutput(task, stream string, data []byte) {
+	content, err := wire.EncodeContent(wire.OutputChunk{Stream: stream, Data: data})
+	if err != nil {
+		return
+	}
+	e.send(&wire.Message{Header: e.header(wire.Output, task), Content: content})
+}
+
+// ioLoop is the goroutine that owns the connection.
+type ioLoop struct {
+	e       *Engine
+	ci      *wire.ConnectionInfo
+	sock    transport.Socket
+	poller  transport.Poller
+	session *wire.Session
+	signer  *wire.Signer
+
+	period    time.Duration
+	lastHeard time.Time
+	nextBeat  time.Time
+	stop      error // set when the loop must end; errShutdown for a requested shutdown
+}
+
+var errShutdown = errors.New("shutdown requested")
+
+func (l *ioLoop) run(ctx context.Context) error {
+	e := l.e
+	stopWake := context.AfterFunc(ctx, l.poller.Wake)
+	defer stopWake()
+	info := wire.EngineInfo{UUID: l.session.ID(), PID: os.Getpid(), Cores: e.opts.Cores,
+		JobKey: e.opts.JobKey, Rank: e.opts.Rank, Size: e.opts.Size, Functions: e.Functions()}
+	info.Host, _ = os.Hostname()
+	content, err := wire.EncodeContent(info)
+	if err != nil {
+		return err
+	}
+	l.lastHeard = time.Now()
+	l.write(&wire.Message{Header: e.header(wire.Register, ""), Content: content})
+
+	execCtx, stopExec := context.WithCancel(context.Background())
+	var execDone sync.WaitGroup
+	defer func() {
+		e.interrupt(errStopping)
+		stopExec()
+		execDone.Wait()
+	}()
+	started := false
+	for {
+		now := time.Now()
+		if ctx.Err() != nil && l.stop == nil {
+			l.stop = errShutdown
+		}
+		if l.stop != nil {
+			break
+		}
+		wait := l.lastHeard.Add(e.opts.Timeout).Sub(now)
+		if wait <= 0 {
+			if l.period == 0 {
+				return fmt.Errorf("engine: %w: no answer to registration from %s within %v (is the controller running?)",
+					ErrControllerLost, l.ci.Endpoint, e.opts.Timeout)
+			}
+			return fmt.Errorf("engine: %w: nothing heard from %s for %v", ErrControllerLost, l.ci.Endpoint, e.opts.Timeout)
+		}
+		if l.period > 0 {
+			wait = min(wait, l.nextBeat.Sub(now))
+		}
+		if _, err := l.poller.Wait(max(wait, time.Millisecond)); err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
+		for {
+			frames, err := l.sock.Recv()
+			if errors.Is(err, transport.ErrAgain) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("engine: %w", err)
+			}
+			l.handle(frames)
+		}
+		if l.period > 0 && !started {
+			started = true
+			execDone.Go(func() { e.execute(execCtx) })
+		}
+		for _, m := range e.takeOutbox() {
+			l.write(m)
+		}
+		if l.period > 0 && !time.Now().Before(l.nextBeat) {
+			l.heartbeat()
+		}
+	}
+	if !errors.Is(l.stop, errShutdown) {
+		return l.stop
+	}
+	// An orderly stop: end the running task, let its reply out, and say goodbye.
+	e.interrupt(errStopping)
+	stopExec()
+	execDone.Wait()
+	for _, m := range e.takeOutbox() {
+		l.write(m)
+	}
+	if l.period > 0 {
+		l.write(&wire.Message{Header: e.header(wire.Unregister, "")})
+	}
+	e.log.Info("engine stopped", "engine", e.ID())
+	return nil
+}
+
+// write stamps, signs and sends one message.
+func (l *ioLoop) write(m *wire.Message) {
+	l.session.Stamp(&m.Header)
+	if m.ID == "" {
+		m.ID = l.session.NewID()
+	}
+	if err := l.sock.Send(l.signer.Seal(m)); err != nil {
+		l.e.log.Warn("send failed", "type", m.Type, "err", err)
+	}
+}
+
+func (l *ioLoop) heartbeat() {
+	e := l.e
+	content, _ := wire.EncodeContent(wire.HeartbeatContent{Queued: e.queue.len(), Running: e.currentID()})
+	l.write(&wire.Message{Header: e.header(wire.Heartbeat, ""), Content: content})
+	l.nextBeat = time.Now().Add(l.period)
+}
+
+// handle acts on one message from the controller.
+func (l *ioLoop) handle(frames [][]byte) {
+	e := l.e
+	m, err := l.signer.Open(frames, false)
+	if err != nil {
+		e.log.Warn("refused a message from the controller", "reason", err)
+		return
+	}
+	l.lastHeard = time.Now()
+	switch m.Type {
+	case wire.RegisterReply:
+		var r wire.RegisterReplyContent
+		if err := wire.DecodeContent(m, &r); err != nil {
+			l.stop = fmt.Errorf("engine: registration reply: %w", err)
+			return
+		}
+		if l.period == 0 {
+			e.id.Store(int64(r.ID))
+			l.period = max(time.Duration(r.HeartbeatMS)*time.Millisecond, 10*time.Millisecond)
+			l.nextBeat = time.Now().Add(l.period)
+			close(e.registered)
+			e.log.Info("registered", "engine", r.ID, "controller", l.ci.Endpoint)
+		}
+	case wire.Heartbeat:
+	case wire.Apply, wire.Map, wire.Push, wire.Pull, wire.Clear:
+		e.queue.push(m)
+	case wire.Abort:
+		var req wire.IDsContent
+		if m.Content != nil {
+			if err := wire.DecodeContent(m, &req); err != nil {
+				e.log.Warn("bad abort request", "err", err)
+				return
+			}
+		}
+		for _, t := range e.queue.remove(req.IDs) {
+			l.write(e.aborted(t))
+		}
+	case wire.Interrupt:
+		e.interrupt(errInterrupted)
+	case wire.Shutdown:
+		l.stop = errShutdown
+	case wire.Error:
+		var info wire.ErrorInfo
+		wire.DecodeContent(m, &info)
+		if info.Type == "NotRegistered" || info.Type == "ShuttingDown" {
+			l.stop = fmt.Errorf("engine: %w: the controller refused this engine: %s", ErrControllerLost, info.Message)
+			return
+		}
+		e.log.Warn("the controller reported an error", "type", info.Type, "message", info.Message)
+	default:
+		e.log.Warn("ignored an unexpected message", "type", m.Type)
+	}
+}
+
+// aborted is the reply to a task removed from the queue before it ran.
+func (e *Engine) aborted(t *wire.Message) *wire.Message {
+	h := e.header(wire.TaskReply, t.ID)
+	h.Status = wire.StatusAborted
+	now := time.Now().UnixNano()
+	h.Started, h.Completed = now, now
+	content, _ := wire.EncodeContent(wire.ErrorInfo{Type: "TaskAborted", Message: "aborted before it started"})
+	return &wire.Message{Header: h, Content: content}
+}
+
+var (
+	errInterrupted = &taskError{kind: "Interrupted", msg: "interrupted by a client"}
+	errStopping    = &taskError{kind: "EngineError", msg: "the engine shut down while the task ran"}
+)
+
+// interrupt cancels the running task, if any.
+func (e *Engine) interrupt(cause error) {
+	e.curMu.Lock()
+	defer e.curMu.Unlock()
+	if e.cur != nil {
+		e.cur(cause)
+	}
+}
+
+func (e *Engine) setCurrent(cancel context.CancelCauseFunc) {
+	e.curMu.Lock()
+	e.cur = cancel
+	e.curMu.Unlock()
+}
+
+func (e *Engine) currentID() string { return e.queue.current() }
+
+// workQueue holds work in arrival order between the I/O goroutine and the
+// executor.
+type workQueue struct {
+	mu      sync.Mutex
+	items   []*wire.Message
+	running string
+	ready   chan struct{}
+}
+
+func (q *workQueue) push(m *wire.Message) {
+	q.mu.Lock()
+	q.items = append(q.items, m)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// pop takes the next item, waiting for one, and marks it running.
+func (q *workQueue) pop(ctx context.Context) (*wire.Message, bool) {
+	for {
+		q.mu.Lock()
+		q.running = ""
+		if len(q.items) > 0 {
+			m := q.items[0]
+			q.items[0] = nil
+			q.items = q.items[1:]
+			q.running = m.ID
+			q.mu.Unlock()
+			return m, true
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.ready:
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
+}
+
+// remove takes the queued items with the given ids, or all if ids is empty.
+func (q *workQueue) remove(ids []string) []*wire.Message {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []*wire.Message
+	keep := q.items[:0]
+	for _, m := range q.items {
+		if len(ids) == 0 || slices.Contains(ids, m.ID) {
+			out = append(out, m)
+		} else {
+			keep = append(keep, m)
+		}
+	}
+	clear(q.items[len(keep):])
+	q.items = keep
+	return out
+}
+
+func (q *workQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+func (q *workQueue) current() string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.running
+}
+
+// execute runs queued work until ctx ends.
+func (e *Engine) execute(ctx context.Context) {
+	for {
+		m, ok := e.queue.pop(ctx)
+		if !ok {
+			return
+		}
+		e.send(e.run(ctx, m))
+	}
+}
+
+// run executes one work request and returns its reply.
+func (e *Engine) run(ctx context.Context, m *wire.Message) *wire.Message {
+	taskCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if m.Timeout > 0 {
+		var stop context.CancelFunc
+		taskCtx, stop = context.WithTimeoutCause(taskCtx, m.Timeout,
+			&taskError{kind: "TimeoutError", msg: fmt.Sprintf("the task ran longer than its timeout of %v", m.Timeout)})
+		defer stop()
+	}
+	e.setCurrent(cancel)
+	if e.cap != nil {
+		e.cap.begin(m.ID)
+	}
+	started := time.Now()
+	content, bufs, err := e.do(taskCtx, m)
+	completed := time.Now()
+	if e.cap != nil {
+		e.cap.end()
+	}
+	e.setCurrent(nil)
+	if err != nil && taskCtx.Err() != nil {
+		if cause := context.Cause(taskCtx); cause != nil {
+			var te *taskError
+			if errors.As(cause, &te) {
+				err = te
+			}
+		}
+	}
+	h := e.header(wire.TaskReply, m.ID)
+	h.Started, h.Completed, h.Status = started.UnixNano(), completed.UnixNano(), wire.StatusOK
+	if err != nil {
+		h.Status = wire.StatusError
+		content, _ = wire.EncodeContent(errorInfo(err))
+		bufs = nil
+	}
+	return &wire.Message{Header: h, Content: content, Buffers: bufs}
+}
+
+// do performs the work of m.
+func (e *Engine) do(ctx context.Context, m *wire.Message) ([]byte, [][]byte, error) {
+	if err := m.CheckBuffers(); err != nil {
+		return nil, nil, &taskError{kind: "AuthError", msg: err.Error()}
+	}
+	switch m.Type {
+	case wire.Apply:
+		name, args, err := wire.DecodeApply(m)
+		if err != nil {
+			return nil, nil, err
+		}
+		f, err := e.lookup(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := e.resolve(args); err != nil {
+			return nil, nil, err
+		}
+		v, err := f.call(ctx, args)
+		if err != nil {
+			return nil, nil, err
+		}
+		return encodeResult(wire.EncodeResult(v))
+	case wire.Map:
+		name, items, err := wire.DecodeMap(m)
+		if err != nil {
+			return nil, nil, err
+		}
+		f, err := e.lookup(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := e.resolve(items); err != nil {
+			return nil, nil, err
+		}
+		out := make([]any, len(items))
+		arg := make([]wire.Value, 1)
+		for i, it := range items {
+			arg[0] = it
+			v, err := f.call(ctx, arg)
+			if err != nil {
+				info := errorInfo(err)
+				return nil, nil, &taskError{kind: info.Type, msg: fmt.Sprintf("item %d: %s", i, info.Message), stack: info.Traceback}
+			}
+			out[i] = v
+		}
+		return encodeResult(wire.EncodeResults(out))
+	case wire.Push:
+		names, values, err := wire.DecodePush(m)
+		if err != nil {
+			return nil, nil, err
+		}
+		for i, name := range names {
+			v, err := values[i].Detach()
+			if err != nil {
+				return nil, nil, fmt.Errorf("variable %q: %w", name, err)
+			}
+			e.ns[name] = v
+		}
+		return nil, nil, nil
+	case wire.Pull:
+		names, err := wire.DecodePull(m)
+		if err != nil {
+			return nil, nil, err
+		}
+		out := make([]any, len(names))
+		for i, name := range names {
+			v, ok := e.ns[name]
+			if !ok {
+				return nil, nil, nameError("name %q is not defined on engine %d", name, e.ID())
+			}
+			out[i] = v
+		}
+		return encodeResult(wire.EncodeResults(out))
+	case wire.Clear:
+		clear(e.ns)
+		return nil, nil, nil
+	}
+	return nil, nil, fmt.Errorf("engine: %s is not work", m.Type)
+}
+
+func encodeResult(content []byte, bufs [][]byte, err error) ([]byte, [][]byte, error) {
+	if err != nil {
+		return nil, nil, typeError("cannot send the result: %v", err)
+	}
+	return content, bufs, nil
+}
+
+// resolve replaces namespace references by the values they name.
+func (e *Engine) resolve(args []wire.Value) error {
+	for i, a := range args {
+		if name, ok := a.Ref(); ok {
+			v, found := e.ns[name]
+			if !found {
+				return nameError("name %q is not defined on engine %d", name, e.ID())
+			}
+			args[i] = v
+		}
+	}
+	return nil
+}
+
+func (e *Engine) lookup(name string) (*function, error) {
+	e.mu.RLock()
+	f := e.funcs[name]
+	e.mu.RUnlock()
+	if f == nil {
+		return nil, nameError("no function %q is registered on engine %d (registered: %s)",
+			name, e.ID(), strings.Join(e.Functions(), ", "))
+	}
+	return f, nil
+}

@@ -1,0 +1,77 @@
+package profile
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/ipcluster/ipcluster/wire"
+)
+
+// State is what a running cluster records in cluster.json so that other
+// commands (ipcluster stop, engines, ...) can find and manage it.
+type State struct {
+	Profile        string    `json:"profile"`
+	ClusterID      string    `json:"cluster_id,omitempty"` // as in the connection files
+	ControllerPID  int       `json:"controller_pid"`
+	SupervisorPID  int       `json:"supervisor_pid"` // the `ipcluster start` process; may be the controller
+	Started        time.Time `json:"started"`
+	ClientEndpoint string    `json:"client_endpoint"`
+	EngineEndpoint string    `json:"engine_endpoint"`
+	Daemon         bool      `json:"daemon"` // the supervisor detached from its terminal
+	Engines        []Engine  `json:"engines,omitempty"`
+	Jobs           []Job     `json:"jobs,omitempty"`
+}
+
+// Engine is an engine process the supervisor launched.
+type Engine struct {
+	PID int    `json:"pid"`
+	Log string `json:"log,omitempty"` // its log file
+}
+
+// Job is a group of processes launched together by one launcher.
+type Job struct {
+	ID      int    `json:"id"`
+	Kind    string `json:"kind"`               // the launcher: "local", "mpiexec", "slurm", ...
+	BatchID string `json:"batch_id,omitempty"` // the batch system's job id, if any
+	PIDs    []int  `json:"pids,omitempty"`     // local processes, if any
+}
+
+// WriteState writes s to path as JSON with mode 0600, atomically: readers
+// see the old file or the new one.
+func WriteState(path string, s *State) error {
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("cluster state: %w", err)
+	}
+	if err := wire.WriteFileAtomic(path, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write cluster state: %w", err)
+	}
+	return nil
+}
+
+// ReadState reads the state written by [WriteState]. If there is no file
+// (no cluster has run, or it stopped cleanly) the error satisfies
+// errors.Is(err, fs.ErrNotExist).
+func ReadState(path string) (*State, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read cluster state: %w", err)
+	}
+	s := new(State)
+	if err := json.Unmarshal(data, s); err != nil {
+		return nil, fmt.Errorf("cluster state %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// RemoveState removes the state file; a missing file is not an error.
+func RemoveState(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove cluster state: %w", err)
+	}
+	return nil
+}
