@@ -22,6 +22,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -40,8 +41,8 @@ type Options struct {
 	// ConnectionFile is the path of a client connection file.
 	ConnectionFile string
 	// Profile names the profile whose connection file to read (default
-	// "default"; the profile directory is $IPCLUSTER_DIR/<profile>, or
-	// ~/.ipcluster/<profile>).
+	// $IPCLUSTER_PROFILE, else "default"; the profile directory is
+	// $IPCLUSTER_DIR/<profile>, or ~/.ipcluster/<profile>).
 	Profile string
 
 	// Timeout bounds how long Connect waits for the controller to answer
@@ -164,7 +165,11 @@ func resolveConnection(opts Options) (*wire.ConnectionInfo, error) {
 	}
 	path := opts.ConnectionFile
 	if path == "" {
-		p, err := profile.Open(opts.Profile)
+		name := opts.Profile
+		if name == "" {
+			name = os.Getenv("IPCLUSTER_PROFILE")
+		}
+		p, err := profile.Open(name)
 		if err != nil {
 			return nil, err
 		}

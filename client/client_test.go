@@ -22,9 +22,18 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // testFunctions are registered on every engine of the test clusters.
-func testFunctions(flaky *atomic.Int32) func(int, *engine.Engine) error {
+// "block" reports its engine on started (if not nil) once it runs, then
+// waits until it is interrupted.
+func testFunctions(flaky *atomic.Int32, started chan<- int) func(int, *engine.Engine) error {
 	return func(_ int, e *engine.Engine) error {
 		for name, fn := range map[string]any{
+			"block": func(ctx context.Context) error {
+				if started != nil {
+					started <- e.ID()
+				}
+				<-ctx.Done()
+				return context.Cause(ctx)
+			},
 			"square": func(x int) int { return x * x },
 			"add":    func(a, b float64) float64 { return a + b },
 			"sum": func(xs []float64) float64 {
@@ -56,9 +65,17 @@ func testFunctions(flaky *atomic.Int32) func(int, *engine.Engine) error {
 type point struct{ X, Y int }
 
 func start(t *testing.T, engines int) (*clustertest.Cluster, *client.Client) {
+	c, cl, _ := startWatched(t, engines)
+	return c, cl
+}
+
+// startWatched also returns the channel on which "block" reports that it
+// has started, and on which engine.
+func startWatched(t *testing.T, engines int) (*clustertest.Cluster, *client.Client, <-chan int) {
 	var flaky atomic.Int32
-	c := clustertest.Start(t, clustertest.Options{Engines: engines, Setup: testFunctions(&flaky)})
-	return c, c.Connect(t)
+	started := make(chan int, 16)
+	c := clustertest.Start(t, clustertest.Options{Engines: engines, Setup: testFunctions(&flaky, started)})
+	return c, c.Connect(t), started
 }
 
 func ctx(t *testing.T) context.Context {
@@ -281,14 +298,15 @@ func TestRemoteErrors(t *testing.T) {
 }
 
 func TestInterruptTimeoutAbort(t *testing.T) {
-	_, c := start(t, 1)
+	_, c, started := startWatched(t, 1)
 	ctx := ctx(t)
 	v := c.DirectView(client.Engines(0))
 
-	long, err := v.Apply(ctx, "sleep", 3600.0)
+	long, err := v.Apply(ctx, "block")
 	if err != nil {
 		t.Fatal(err)
 	}
+	<-started
 	var queued []*client.AsyncResult
 	for range 3 {
 		r, err := v.Apply(ctx, "echo", "queued")
@@ -297,7 +315,6 @@ func TestInterruptTimeoutAbort(t *testing.T) {
 		}
 		queued = append(queued, r)
 	}
-	waitState(t, c, long.ID(), wire.TaskRunning)
 	for _, r := range queued[:2] {
 		if err := r.Abort(ctx); err != nil {
 			t.Fatal(err)
@@ -343,23 +360,6 @@ func TestInterruptTimeoutAbort(t *testing.T) {
 	r.Wait(ctx)
 }
 
-// waitState polls the controller until task id is in state.
-func waitState(t *testing.T, c *client.Client, id, state string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		st, err := c.TaskStatus(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(st) > 0 && st[0].State == state {
-			return
-		}
-		time.Sleep(time.Millisecond) // polling a condition, not waiting for time to pass
-	}
-	t.Fatalf("task %s never reached state %s", id, state)
-}
-
 func TestRetries(t *testing.T) {
 	_, c := start(t, 2)
 	ctx := ctx(t)
@@ -396,7 +396,7 @@ func TestSeveralClients(t *testing.T) {
 		t.Fatalf("a got %v, b got %v", ga, gb)
 	}
 	// A new engine is seen by both.
-	cl.AddEngine(t, testFunctions(nil))
+	cl.AddEngine(t, testFunctions(nil, nil))
 	if err := cl.Controller.WaitEngines(ctx, 3); err != nil {
 		t.Fatal(err)
 	}
@@ -435,10 +435,12 @@ func TestTypedResults(t *testing.T) {
 }
 
 func TestEngineLeaves(t *testing.T) {
-	cl, c := start(t, 2)
+	cl, c, started := startWatched(t, 2)
 	ctx := ctx(t)
-	r, _ := c.DirectView(client.Engines(1)).Apply(ctx, "sleep", 3600.0)
-	waitState(t, c, r.ID(), wire.TaskRunning)
+	r, _ := c.DirectView(client.Engines(1)).Apply(ctx, "block")
+	if e := <-started; e != 1 {
+		t.Fatalf("block started on engine %d", e)
+	}
 	cl.StopEngine(1)
 	_, err := r.Value(ctx)
 	var ee *client.EngineError

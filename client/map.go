@@ -131,6 +131,22 @@ func (m *MapResult) Items(ctx context.Context) iter.Seq2[Item, error] {
 	}
 }
 
+// Engines returns, for each item, the engine that ran it (-1 if its
+// chunk has not finished).
+func (m *MapResult) Engines() []int {
+	out := make([]int, m.Len())
+	for _, c := range m.chunks {
+		e := -1
+		if md := c.r.Metadata(); len(md) == 1 && c.r.Ready() {
+			e = md[0].Engine
+		}
+		for j := range c.count {
+			out[c.start+j] = e
+		}
+	}
+	return out
+}
+
 // Abort drops the chunks that have not started.
 func (m *MapResult) Abort(ctx context.Context) error {
 	if len(m.chunks) == 0 {

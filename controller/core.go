@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,7 @@ const (
 	errUnknownEngine = "UnknownEngine"  // a target is not registered
 	errProtocol      = "ProtocolError"  // malformed, unknown type or version
 	errAuth          = "AuthError"      // bad signature
+	errVersion       = "VersionError"   // another protocol version
 	errReplay        = "ReplayError"    // sequence number not rising
 	errShutdown      = "ShuttingDown"   // the controller is stopping
 	errDuplicate     = "DuplicateID"    // a request id already in use
@@ -63,6 +65,7 @@ type task struct {
 	attempts  int
 	submitted time.Time
 	sent      time.Time
+	seq       uint64 // order of submission, for deterministic sweeps
 }
 
 // core is the controller's logic, driven by one goroutine.
@@ -73,17 +76,23 @@ type core struct {
 	session   *wire.Session
 	clientKey *wire.Signer
 	engineKey *wire.Signer
-	guard     wire.ReplayGuard
-	sched     *scheduler.Scheduler
-	out       sender
-	now       time.Time
-	onCount   func(int)
+	// One replay guard per port: clients see engines' sessions in the
+	// replies relayed to them (and engines see clients'), so a shared guard
+	// would let one side exhaust the other's sequence numbers.
+	clientGuard wire.ReplayGuard
+	engineGuard wire.ReplayGuard
+	sched       *scheduler.Scheduler
+	out         sender
+	now         time.Time
+	onCount     func(int)
 
 	engines map[int]*engineState
 	byRID   map[string]*engineState
 	nextID  int
 	jobs    map[string]int
 	tasks   map[taskKey]*task
+	ids     map[string]int // live tasks per request id
+	taskSeq uint64
 	clients map[string]bool
 	history history
 	kept    retention
@@ -97,11 +106,12 @@ func newCore(cfg *Config, clusterID string, sched *scheduler.Scheduler, clientKe
 	return &core{
 		cfg: cfg, log: cfg.Logger, clusterID: clusterID, session: wire.NewSession(),
 		clientKey: wire.NewSigner(clientKey), engineKey: wire.NewSigner(engineKey),
-		guard: wire.ReplayGuard{Max: 100000}, sched: sched, now: time.Now(), onCount: func(int) {},
+		clientGuard: wire.ReplayGuard{Max: 100000}, engineGuard: wire.ReplayGuard{Max: 100000},
+		sched: sched, now: time.Now(), onCount: func(int) {},
 		engines: make(map[int]*engineState), byRID: make(map[string]*engineState),
-		jobs: make(map[string]int), tasks: make(map[taskKey]*task), clients: make(map[string]bool),
+		jobs: make(map[string]int), tasks: make(map[taskKey]*task), ids: make(map[string]int), clients: make(map[string]bool),
 		history: history{max: cfg.TaskHistory, byID: make(map[string][]wire.TaskInfo)},
-		kept:    retention{maxCount: cfg.ResultCache, maxBytes: cfg.ResultCacheBytes, byID: make(map[string][][][]byte)},
+		kept:    retention{maxCount: cfg.ResultCache, maxBytes: cfg.ResultCacheBytes, byID: make(map[string][]keptReply)},
 	}
 }
 
@@ -113,8 +123,7 @@ func (c *core) handleClient(rid string, frames [][]byte) {
 		c.refuse("client", rid, frames, err)
 		return
 	}
-	if err := c.guard.Check(m.Session, m.Seq); err != nil {
-		c.log.Warn("refused a client message", "reason", err)
+	if err := c.clientGuard.Check(m.Session, m.Seq); err != nil {
 		c.replyError(rid, m.ID, errReplay, err.Error())
 		return
 	}
@@ -126,7 +135,7 @@ func (c *core) handleClient(rid string, frames [][]byte) {
 		})
 	case wire.Disconnect:
 		delete(c.clients, rid)
-		c.guard.Forget(m.Session)
+		c.clientGuard.Forget(m.Session)
 	case wire.Apply, wire.Map, wire.Push, wire.Pull, wire.Clear:
 		c.submit(rid, m, frames)
 	case wire.Engines:
@@ -155,7 +164,7 @@ func (c *core) handleClient(rid string, frames [][]byte) {
 				out.Missing = append(out.Missing, id)
 			}
 			for _, f := range kept {
-				c.out.toClient(rid, f)
+				c.deliver(rid, id, f) // kept again if this client is gone too
 			}
 		}
 		c.reply(rid, m, wire.ResultsReply, out)
@@ -163,8 +172,13 @@ func (c *core) handleClient(rid string, frames [][]byte) {
 		c.abort(rid, m)
 	case wire.Interrupt:
 		if c.checkTargets(rid, m) {
+			// Name the task meant: the first of each engine's queue. The
+			// engine may not have started it yet; it then ends as it starts.
+			// An engine with nothing outstanding has nothing to interrupt.
 			for _, e := range m.Targets {
-				c.sendEngine(c.engines[e], wire.Interrupt, m.ID, nil)
+				if eng := c.engines[e]; len(eng.queue) > 0 {
+					c.sendEngine(eng, wire.Interrupt, m.ID, wire.IDsContent{IDs: []string{eng.queue[0].key.id}})
+				}
 			}
 			c.reply(rid, m, wire.InterruptReply, nil)
 		}
@@ -177,8 +191,10 @@ func (c *core) handleClient(rid string, frames [][]byte) {
 		if len(m.Targets) > 0 && !c.checkTargets(rid, m) {
 			return
 		}
-		for _, e := range m.Targets {
-			c.sendEngine(c.engines[e], wire.Shutdown, m.ID, nil)
+		if !req.Controller { // else beginShutdown tells every engine
+			for _, e := range m.Targets {
+				c.sendEngine(c.engines[e], wire.Shutdown, m.ID, nil)
+			}
 		}
 		c.reply(rid, m, wire.ShutdownReply, nil)
 		if req.Controller {
@@ -196,14 +212,14 @@ func (c *core) submit(rid string, m *wire.Message, frames [][]byte) {
 		c.replyError(rid, m.ID, errShutdown, "the controller is shutting down")
 		return
 	}
+	if c.ids[m.ID] > 0 {
+		c.replyError(rid, m.ID, errDuplicate, fmt.Sprintf("request id %q is already in use", m.ID))
+		return
+	}
 	if m.Balanced {
 		key := taskKey{m.ID, wire.NoEngine}
-		if c.tasks[key] != nil {
-			c.replyError(rid, m.ID, errDuplicate, fmt.Sprintf("request id %q is already in use", m.ID))
-			return
-		}
-		c.tasks[key] = &task{key: key, typ: m.Type, client: rid, balanced: true, retries: m.Retries,
-			frames: frames, engine: wire.NoEngine, submitted: c.now}
+		c.addTask(&task{key: key, typ: m.Type, client: rid, balanced: true, retries: m.Retries,
+			frames: frames, engine: wire.NoEngine, submitted: c.now})
 		c.sched.Submit(scheduler.Task{ID: m.ID, Targets: m.Targets, Retries: m.Retries})
 		c.applyActions()
 		return
@@ -215,17 +231,11 @@ func (c *core) submit(rid string, m *wire.Message, frames [][]byte) {
 	if !c.checkTargets(rid, m) {
 		return
 	}
-	for _, e := range m.Targets {
-		if c.tasks[taskKey{m.ID, e}] != nil {
-			c.replyError(rid, m.ID, errDuplicate, fmt.Sprintf("request id %q is already in use", m.ID))
-			return
-		}
-	}
 	c.engineKey.Resign(frames)
 	for _, e := range m.Targets {
 		eng := c.engines[e]
 		t := &task{key: taskKey{m.ID, e}, typ: m.Type, client: rid, engine: e, attempts: 1, submitted: c.now, sent: c.now}
-		c.tasks[t.key] = t
+		c.addTask(t)
 		eng.queue = append(eng.queue, t)
 		c.sched.DirectSent(e)
 		if err := c.out.toEngine(eng.rid, frames); err != nil {
@@ -310,8 +320,7 @@ func (c *core) handleEngine(rid string, frames [][]byte) {
 		c.refuse("engine", rid, frames, err)
 		return
 	}
-	if err := c.guard.Check(m.Session, m.Seq); err != nil {
-		c.log.Warn("refused an engine message", "reason", err)
+	if err := c.engineGuard.Check(m.Session, m.Seq); err != nil {
 		c.replyEngineError(rid, m.ID, errReplay, err.Error())
 		return
 	}
@@ -329,7 +338,6 @@ func (c *core) handleEngine(rid string, frames [][]byte) {
 	}
 	eng.lastSeen = c.now
 	if m.Engine != wire.NoEngine && m.Engine != eng.info.ID {
-		c.log.Warn("refused an engine message", "engine", eng.info.ID, "reason", fmt.Sprintf("claims to be engine %d", m.Engine))
 		c.replyEngineError(rid, m.ID, errImpersonation, fmt.Sprintf("you are engine %d, not %d", eng.info.ID, m.Engine))
 		return
 	}
@@ -366,6 +374,7 @@ func (c *core) register(rid string, eng *engineState, m *wire.Message) {
 	}
 	info.ID = c.nextID
 	c.nextID++
+	info.Job = 0 // the controller's number, not the engine's say
 	if info.JobKey != "" {
 		if c.jobs[info.JobKey] == 0 {
 			c.jobs[info.JobKey] = len(c.jobs) + 1
@@ -415,7 +424,7 @@ func (c *core) taskReply(eng *engineState, m *wire.Message, frames [][]byte) {
 		c.sched.DirectDone(eng.info.ID)
 		c.applyActions()
 	}
-	delete(c.tasks, t.key)
+	c.dropTask(t)
 	state := wire.TaskDone
 	switch m.Status {
 	case wire.StatusError:
@@ -427,6 +436,20 @@ func (c *core) taskReply(eng *engineState, m *wire.Message, frames [][]byte) {
 		Started: m.Started, Completed: m.Completed, Attempts: t.attempts})
 	c.clientKey.Resign(frames)
 	c.deliver(t.client, t.key.id, frames)
+}
+
+func (c *core) addTask(t *task) {
+	c.taskSeq++
+	t.seq = c.taskSeq
+	c.tasks[t.key] = t
+	c.ids[t.key.id]++
+}
+
+func (c *core) dropTask(t *task) {
+	delete(c.tasks, t.key)
+	if c.ids[t.key.id]--; c.ids[t.key.id] <= 0 {
+		delete(c.ids, t.key.id)
+	}
 }
 
 // liveTask finds the task a message from engine e is about.
@@ -459,7 +482,9 @@ func (c *core) removeEngine(eng *engineState, event, reason string) {
 	delete(c.byRID, eng.rid)
 	c.log.Info("engine gone", "engine", id, "event", event, "reason", reason)
 	for _, t := range eng.queue {
-		if !t.balanced {
+		if t.balanced {
+			t.engine = wire.NoEngine // the scheduler retries it elsewhere or fails it
+		} else {
 			c.failTask(t, errEngine, fmt.Sprintf("engine %d %s: %s", id, event, reason))
 		}
 	}
@@ -510,7 +535,7 @@ func (c *core) applyActions() {
 
 // failTask answers a task with an error the controller makes itself.
 func (c *core) failTask(t *task, kind, text string) {
-	delete(c.tasks, t.key)
+	c.dropTask(t)
 	status, state := wire.StatusError, wire.TaskFailed
 	if kind == errAborted {
 		status, state = wire.StatusAborted, wire.TaskAborted
@@ -563,7 +588,7 @@ func (c *core) tick(drained bool) {
 func (c *core) nextTimeout() time.Duration {
 	d := c.cfg.HeartbeatPeriod / 2
 	if c.stopping {
-		d = min(d, time.Until(c.stopDeadline))
+		d = min(d, c.stopDeadline.Sub(c.now))
 	}
 	return max(d, time.Millisecond)
 }
@@ -579,10 +604,12 @@ func (c *core) beginShutdown(reason string) {
 		c.sendEngine(eng, wire.Shutdown, "", nil)
 	}
 	for _, t := range c.sortedTasks() {
-		if t.engine == wire.NoEngine {
+		if t.engine == wire.NoEngine { // pending in the scheduler
+			c.sched.Abort(t.key.id)
 			c.failTask(t, errShutdown, "the controller shut down before the task ran")
 		}
 	}
+	c.applyActions() // the scheduler's Fail{Aborted}: answered already
 }
 
 // finish answers every task still live when the controller stops.
@@ -615,6 +642,7 @@ func (c *core) reply(rid string, req *wire.Message, t wire.Type, content any) {
 }
 
 func (c *core) replyError(rid, parent, kind, text string) {
+	c.log.Warn("refused a client message", "peer", fmt.Sprintf("%x", rid), "id", parent, "error", kind, "reason", text)
 	h := c.session.Header(wire.Error)
 	h.Parent = parent
 	content, _ := wire.EncodeContent(wire.ErrorInfo{Type: kind, Message: text})
@@ -622,6 +650,7 @@ func (c *core) replyError(rid, parent, kind, text string) {
 }
 
 func (c *core) replyEngineError(rid, parent, kind, text string) {
+	c.log.Warn("refused an engine message", "peer", fmt.Sprintf("%x", rid), "id", parent, "error", kind, "reason", text)
 	h := c.session.Header(wire.Error)
 	h.Parent = parent
 	content, _ := wire.EncodeContent(wire.ErrorInfo{Type: kind, Message: text})
@@ -662,14 +691,14 @@ func (c *core) broadcast(ev wire.EngineEventContent) {
 // can be told, answers it with an error naming the reason.
 func (c *core) refuse(role, rid string, frames [][]byte, err error) {
 	kind := errProtocol
-	if errors.Is(err, wire.ErrSignature) {
+	switch {
+	case errors.Is(err, wire.ErrSignature):
 		kind = errAuth
+	case errors.Is(err, wire.ErrVersion):
+		kind = errVersion
 	}
-	c.log.Warn("refused a message", "from", role, "peer", fmt.Sprintf("%x", rid), "reason", err)
-	parent := ""
-	if h, perr := wire.PeekHeader(frames); perr == nil {
-		parent = h.ID
-	}
+	h, _ := wire.PeekHeader(frames) // the id, if any, even of an unknown type or version
+	parent := h.ID
 	if role == "client" {
 		c.replyError(rid, parent, kind, err.Error())
 	} else {
@@ -703,7 +732,7 @@ func (c *core) sortedTasks() []*task {
 	for _, t := range c.tasks {
 		out = append(out, t)
 	}
-	slices.SortFunc(out, func(a, b *task) int { return a.submitted.Compare(b.submitted) })
+	slices.SortFunc(out, func(a, b *task) int { return cmp.Compare(a.seq, b.seq) })
 	return out
 }
 
@@ -783,14 +812,27 @@ func (h *history) add(ti wire.TaskInfo) {
 }
 
 // retention keeps replies whose client was gone, by request id, up to a
-// count and a byte size; the oldest go first.
+// count and a byte size; the oldest go first. Taking an id's replies
+// leaves stale references in order, which eviction skips and take
+// compacts, so order stays proportional to what is kept.
 type retention struct {
 	maxCount int
 	maxBytes int64
-	byID     map[string][][][]byte
-	order    []string
+	byID     map[string][]keptReply // oldest first
+	order    []keptRef              // every reply added, oldest first; stale once taken
+	seq      uint64
 	count    int
 	bytes    int64
+}
+
+type keptReply struct {
+	seq    uint64
+	frames [][]byte
+}
+
+type keptRef struct {
+	id  string
+	seq uint64
 }
 
 func frameBytes(frames [][]byte) (n int64) {
@@ -800,36 +842,53 @@ func frameBytes(frames [][]byte) (n int64) {
 	return n
 }
 
+// live reports whether ref names a reply still kept: an id's replies are
+// taken all at once, so a reference older than its id's oldest is stale.
+func (r *retention) live(ref keptRef) bool {
+	l := r.byID[ref.id]
+	return len(l) > 0 && l[0].seq <= ref.seq
+}
+
 func (r *retention) add(id string, frames [][]byte) (evicted int) {
-	r.byID[id] = append(r.byID[id], frames)
-	r.order = append(r.order, id)
+	r.seq++
+	r.byID[id] = append(r.byID[id], keptReply{r.seq, frames})
+	r.order = append(r.order, keptRef{id, r.seq})
 	r.count++
 	r.bytes += frameBytes(frames)
 	for (r.count > r.maxCount || r.bytes > r.maxBytes) && len(r.order) > 0 {
-		old := r.order[0]
+		ref := r.order[0]
 		r.order = r.order[1:]
-		l := r.byID[old]
-		if len(l) == 0 {
-			continue // taken already
+		if !r.live(ref) {
+			continue
 		}
-		r.bytes -= frameBytes(l[0])
+		l := r.byID[ref.id]
+		r.bytes -= frameBytes(l[0].frames)
 		r.count--
 		evicted++
 		if len(l) > 1 {
-			r.byID[old] = l[1:]
+			r.byID[ref.id] = l[1:]
 		} else {
-			delete(r.byID, old)
+			delete(r.byID, ref.id)
 		}
 	}
 	return evicted
 }
 
+// take removes and returns the replies kept for id, oldest first.
 func (r *retention) take(id string) [][][]byte {
 	l := r.byID[id]
-	delete(r.byID, id)
-	for _, f := range l {
-		r.count--
-		r.bytes -= frameBytes(f)
+	if l == nil {
+		return nil
 	}
-	return l
+	delete(r.byID, id)
+	out := make([][][]byte, len(l))
+	for i, k := range l {
+		r.count--
+		r.bytes -= frameBytes(k.frames)
+		out[i] = k.frames
+	}
+	if len(r.order) > 2*r.count+64 {
+		r.order = slices.DeleteFunc(r.order, func(ref keptRef) bool { return !r.live(ref) })
+	}
+	return out
 }

@@ -71,6 +71,10 @@ func builtins() map[string]any {
 			var exit *exec.ExitError
 			switch {
 			case err == nil:
+			case errors.Is(err, exec.ErrWaitDelay):
+				// The shell exited with status 0 but left a background
+				// process holding its stdout or stderr (cmd &): what it
+				// wrote until WaitDelay is the output.
 			case errors.As(err, &exit):
 				res.Exit = exit.ExitCode()
 			default:

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -21,11 +23,22 @@ var capturing atomic.Bool
 // process that inherits them, reaches the task's client. Output written
 // between tasks goes to the original descriptors.
 //
+// The pipes are made as large as the system allows. That spares writers
+// some waiting, and it matters for a crash: the runtime writes the trace of
+// a fatal panic to fd 2 (the pipe) before its copy to the original stderr
+// (debug.SetCrashOutput), with every goroutine frozen, the readers too. A
+// trace larger than the room left in the pipe blocks that write, and the
+// process hangs instead of dying, with its trace lost. Linux's default
+// pipe of 64 KiB is filled by one large panic message; the usual maximum,
+// 1 MiB, makes that much less likely, but a trace larger than the pipe,
+// while the engine captures, still hangs the process.
+//
 // Every read of the pipes happens under mu: a reader goroutine per pipe
-// reads as data arrives, and at the end of a task the executor drains both
-// pipes itself. Since the reads and the forwarding are done under the
-// same lock, when the executor's drain finds the pipes empty, all output
-// written during the task has been forwarded to it.
+// reads as data arrives, and at the start and the end of a task the
+// executor drains both pipes itself. Since the reads and the forwarding
+// are done under the same lock, when the executor's drain finds the pipes
+// empty, all output written before (at the start of a task) or during the
+// task (at its end) has been forwarded where it belongs.
 type capture struct {
 	emit  func(task, stream string, data []byte)
 	saved [2]*os.File // the original stdout and stderr
@@ -67,6 +80,7 @@ func startCapture(emit func(task, stream string, data []byte)) (*capture, error)
 			c.undo(i)
 			return nil, fmt.Errorf("engine: capturing output: %w", err)
 		}
+		growPipe(int(w.Fd()))
 		c.r[i], c.w[i] = r, w
 	}
 	debug.SetCrashOutput(c.saved[1], debug.CrashOptions{}) // a crash's trace must not die in a pipe
@@ -74,6 +88,22 @@ func startCapture(emit func(task, stream string, data []byte)) (*capture, error)
 		c.wg.Go(func() { c.read(i) })
 	}
 	return c, nil
+}
+
+// growPipe asks for the largest buffer an unprivileged process may give
+// the pipe of fd, up to 8 MiB; it keeps the default if refused.
+func growPipe(fd int) {
+	size := 1 << 20
+	if b, err := os.ReadFile("/proc/sys/fs/pipe-max-size"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n > 0 {
+			size = min(n, 8<<20)
+		}
+	}
+	for ; size > 64<<10; size /= 2 {
+		if _, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_SETPIPE_SZ, uintptr(size)); errno == 0 {
+			return
+		}
+	}
 }
 
 // undo restores the first n descriptors after a failed start.
@@ -120,11 +150,15 @@ func (c *capture) drainLocked(i, fd int) bool {
 	}
 }
 
-// begin attributes output from now on to task.
+// begin attributes output from now on to task. What was written before,
+// and is still in the pipes, goes where it belongs first: to the original
+// descriptors.
 func (c *capture) begin(task string) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.task = ""
+	c.drainAllLocked()
 	c.task = task
-	c.mu.Unlock()
 }
 
 // end forwards what task wrote and not yet forwarded, then stops
@@ -132,12 +166,17 @@ func (c *capture) begin(task string) {
 func (c *capture) end() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.drainAllLocked()
+	c.task = ""
+}
+
+// drainAllLocked forwards whatever is in the pipes now.
+func (c *capture) drainAllLocked() {
 	for i := range 2 {
 		if rc, err := c.r[i].SyscallConn(); err == nil {
 			rc.Control(func(fd uintptr) { c.drainLocked(i, int(fd)) })
 		}
 	}
-	c.task = ""
 }
 
 // stop restores the original descriptors and waits for the readers.
@@ -152,7 +191,12 @@ func (c *capture) stop() {
 	case <-done:
 	case <-time.After(time.Second):
 		// A child process of some task still holds a copy of the pipes:
-		// closing the read ends ends the readers anyway.
+		// forward what is in them, and closing the read ends ends the
+		// readers anyway. (That child gets EPIPE or SIGPIPE if it writes
+		// again.)
+		c.mu.Lock()
+		c.drainAllLocked()
+		c.mu.Unlock()
 		c.r[0].Close()
 		c.r[1].Close()
 		<-done

@@ -21,6 +21,7 @@ import (
 	"maps"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -82,8 +83,9 @@ type Engine struct {
 	mu    sync.RWMutex
 	funcs map[string]*function
 
-	id         atomic.Int64
-	registered chan struct{}
+	id             atomic.Int64
+	registered     chan struct{}
+	registeredOnce sync.Once
 
 	queue  workQueue
 	outMu  sync.Mutex
@@ -92,7 +94,13 @@ type Engine struct {
 	cap    *capture
 
 	curMu sync.Mutex
-	cur   context.CancelCauseFunc
+	cur   context.CancelCauseFunc // cancels the running task, curID
+	curID string
+	// early is an interrupt that came for a task the controller counts as
+	// running but this engine has not started yet: the head of its queue.
+	// The task then ends with earlyCause as soon as it starts.
+	early      string
+	earlyCause error
 
 	ns map[string]wire.Value // used by the executor goroutine only
 }
@@ -317,11 +325,18 @@ func (l *ioLoop) run(ctx context.Context) error {
 	l.lastHeard = time.Now()
 	l.write(&wire.Message{Header: e.header(wire.Register, ""), Content: content})
 
-	execCtx, stopExec := context.WithCancel(context.Background())
+	// Work left from an earlier Run belongs to another session of the
+	// controller: it must not run, nor be answered, here.
+	e.queue.remove(nil)
+	e.curMu.Lock()
+	e.early, e.earlyCause = "", nil
+	e.curMu.Unlock()
+
+	// Stopping the executor cancels the running task with errStopping.
+	execCtx, stopExec := context.WithCancelCause(context.Background())
 	var execDone sync.WaitGroup
 	defer func() {
-		e.interrupt(errStopping)
-		stopExec()
+		stopExec(errStopping)
 		execDone.Wait()
 	}()
 	started := false
@@ -359,7 +374,7 @@ func (l *ioLoop) run(ctx context.Context) error {
 		}
 		if l.period > 0 && !started {
 			started = true
-			execDone.Go(func() { e.execute(execCtx) })
+			execDone.Go(func() { e.execute(execCtx, &execDone) })
 		}
 		for _, m := range e.takeOutbox() {
 			l.write(m)
@@ -371,9 +386,10 @@ func (l *ioLoop) run(ctx context.Context) error {
 	if !errors.Is(l.stop, errShutdown) {
 		return l.stop
 	}
-	// An orderly stop: end the running task, let its reply out, and say goodbye.
-	e.interrupt(errStopping)
-	stopExec()
+	// An orderly stop: end the running task, let its reply out, and say
+	// goodbye. Queued work is not started; the controller learns of it
+	// from the goodbye.
+	stopExec(errStopping)
 	execDone.Wait()
 	for _, m := range e.takeOutbox() {
 		l.write(m)
@@ -423,7 +439,7 @@ func (l *ioLoop) handle(frames [][]byte) {
 			e.id.Store(int64(r.ID))
 			l.period = max(time.Duration(r.HeartbeatMS)*time.Millisecond, 10*time.Millisecond)
 			l.nextBeat = time.Now().Add(l.period)
-			close(e.registered)
+			e.registeredOnce.Do(func() { close(e.registered) })
 			e.log.Info("registered", "engine", r.ID, "controller", l.ci.Endpoint)
 		}
 	case wire.Heartbeat:
@@ -441,7 +457,16 @@ func (l *ioLoop) handle(frames [][]byte) {
 			l.write(e.aborted(t))
 		}
 	case wire.Interrupt:
-		e.interrupt(errInterrupted)
+		// The content, if any, names the task to interrupt: the one the
+		// controller counts as running.
+		var req wire.IDsContent
+		if m.Content != nil {
+			if err := wire.DecodeContent(m, &req); err != nil {
+				e.log.Warn("bad interrupt request", "err", err)
+				return
+			}
+		}
+		e.interrupt(errInterrupted, req.IDs...)
 	case wire.Shutdown:
 		l.stop = errShutdown
 	case wire.Error:
@@ -472,19 +497,48 @@ var (
 	errStopping    = &taskError{kind: "EngineError", msg: "the engine shut down while the task ran"}
 )
 
-// interrupt cancels the running task, if any.
-func (e *Engine) interrupt(cause error) {
+// interrupt cancels the running task, or if ids are given, the one of them
+// that runs.
+//
+// The controller counts a task as running from when it sends it, so if no
+// task has started yet, the interrupt is for the next one in the queue: it
+// ends as soon as it starts. With nothing running or queued, there is
+// nothing to interrupt. (Without ids, an interrupt that comes just after a
+// task finished, while another is queued, stops that other task: only the
+// controller knows which task it meant.)
+func (e *Engine) interrupt(cause error, ids ...string) {
 	e.curMu.Lock()
 	defer e.curMu.Unlock()
+	meant := func(id string) bool { return id != "" && (len(ids) == 0 || slices.Contains(ids, id)) }
 	if e.cur != nil {
-		e.cur(cause)
+		if meant(e.curID) {
+			e.cur(cause)
+		}
+		return
+	}
+	if id := e.queue.next(); meant(id) {
+		e.early, e.earlyCause = id, cause
 	}
 }
 
-func (e *Engine) setCurrent(cancel context.CancelCauseFunc) {
+// start makes cancel the running task's, id's, and applies an interrupt
+// that came before it started.
+func (e *Engine) start(id string, cancel context.CancelCauseFunc) {
 	e.curMu.Lock()
-	e.cur = cancel
-	e.curMu.Unlock()
+	defer e.curMu.Unlock()
+	e.cur, e.curID = cancel, id
+	if e.early == id {
+		cancel(e.earlyCause)
+	}
+	e.early, e.earlyCause = "", nil // an interrupt for a task that was aborted meanwhile lapses
+}
+
+// finish records that the running task has ended.
+func (e *Engine) finish() {
+	e.curMu.Lock()
+	defer e.curMu.Unlock()
+	e.cur, e.curID = nil, ""
+	e.queue.done()
 }
 
 func (e *Engine) currentID() string { return e.queue.current() }
@@ -508,11 +562,16 @@ func (q *workQueue) push(m *wire.Message) {
 	}
 }
 
-// pop takes the next item, waiting for one, and marks it running.
+// pop takes the next item, waiting for one, and marks it running. Once
+// ctx is done it takes nothing, even if items are waiting.
 func (q *workQueue) pop(ctx context.Context) (*wire.Message, bool) {
 	for {
 		q.mu.Lock()
 		q.running = ""
+		if ctx.Err() != nil {
+			q.mu.Unlock()
+			return nil, false
+		}
 		if len(q.items) > 0 {
 			m := q.items[0]
 			q.items[0] = nil
@@ -560,14 +619,52 @@ func (q *workQueue) current() string {
 	return q.running
 }
 
-// execute runs queued work until ctx ends.
-func (e *Engine) execute(ctx context.Context) {
+// done records that the running item has ended.
+func (q *workQueue) done() {
+	q.mu.Lock()
+	q.running = ""
+	q.mu.Unlock()
+}
+
+// next returns the id of the item taken and not yet finished, or else of
+// the first queued item, or "".
+func (q *workQueue) next() string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch {
+	case q.running != "":
+		return q.running
+	case len(q.items) > 0:
+		return q.items[0].ID
+	}
+	return ""
+}
+
+// execute runs queued work until ctx ends. A task that ends its goroutine
+// with runtime.Goexit fails, and a new goroutine of wg takes over.
+func (e *Engine) execute(ctx context.Context, wg *sync.WaitGroup) {
+	var m *wire.Message
+	returned := false
+	defer func() {
+		if returned || m == nil {
+			return
+		}
+		h := e.header(wire.TaskReply, m.ID)
+		h.Status = wire.StatusError
+		now := time.Now().UnixNano()
+		h.Started, h.Completed = now, now
+		content, _ := wire.EncodeContent(wire.ErrorInfo{Type: "Panic", Message: "the task called runtime.Goexit"})
+		e.send(&wire.Message{Header: h, Content: content})
+		wg.Go(func() { e.execute(ctx, wg) })
+	}()
 	for {
-		m, ok := e.queue.pop(ctx)
-		if !ok {
+		var ok bool
+		if m, ok = e.queue.pop(ctx); !ok {
+			returned = true
 			return
 		}
 		e.send(e.run(ctx, m))
+		m = nil
 	}
 }
 
@@ -581,17 +678,18 @@ func (e *Engine) run(ctx context.Context, m *wire.Message) *wire.Message {
 			&taskError{kind: "TimeoutError", msg: fmt.Sprintf("the task ran longer than its timeout of %v", m.Timeout)})
 		defer stop()
 	}
-	e.setCurrent(cancel)
-	if e.cap != nil {
-		e.cap.begin(m.ID)
-	}
+	e.start(m.ID, cancel)
+	defer e.finish()
 	started := time.Now()
-	content, bufs, err := e.do(taskCtx, m)
-	completed := time.Now()
-	if e.cap != nil {
-		e.cap.end()
+	var content []byte
+	var bufs [][]byte
+	var err error
+	if cause := context.Cause(taskCtx); cause != nil {
+		err = cause // interrupted, or the engine stopped, before it started
+	} else {
+		content, bufs, err = e.doCaptured(taskCtx, m)
 	}
-	e.setCurrent(nil)
+	completed := time.Now()
 	if err != nil && taskCtx.Err() != nil {
 		if cause := context.Cause(taskCtx); cause != nil {
 			var te *taskError
@@ -608,6 +706,24 @@ func (e *Engine) run(ctx context.Context, m *wire.Message) *wire.Message {
 		bufs = nil
 	}
 	return &wire.Message{Header: h, Content: content, Buffers: bufs}
+}
+
+// doCaptured performs the work of m, with its output captured if the
+// engine captures, and any panic turned into an error.
+func (e *Engine) doCaptured(ctx context.Context, m *wire.Message) (content []byte, bufs [][]byte, err error) {
+	if e.cap != nil {
+		e.cap.begin(m.ID)
+		defer e.cap.end()
+	}
+	defer func() {
+		// f.call recovers the function's panics; this catches those of
+		// the engine's own handling of its result, such as a MarshalMsgpack
+		// method of the result type.
+		if p := recover(); p != nil {
+			content, bufs, err = nil, nil, &taskError{kind: "Panic", msg: fmt.Sprint(p), stack: string(debug.Stack())}
+		}
+	}()
+	return e.do(ctx, m)
 }
 
 // do performs the work of m.
@@ -648,6 +764,9 @@ func (e *Engine) do(ctx context.Context, m *wire.Message) ([]byte, [][]byte, err
 		out := make([]any, len(items))
 		arg := make([]wire.Value, 1)
 		for i, it := range items {
+			if err := context.Cause(ctx); err != nil {
+				return nil, nil, err // interrupted: the other items do not run
+			}
 			arg[0] = it
 			v, err := f.call(ctx, arg)
 			if err != nil {

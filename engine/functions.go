@@ -37,8 +37,11 @@ func newFunction(name string, fn any) (*function, error) {
 		return nil, errors.New("engine: a function needs a name")
 	}
 	v := reflect.ValueOf(fn)
-	if v.Kind() != reflect.Func || v.IsNil() {
+	if v.Kind() != reflect.Func {
 		return nil, fmt.Errorf("engine: %s: %T is not a function", name, fn)
+	}
+	if v.IsNil() {
+		return nil, fmt.Errorf("engine: %s: the function (%T) is nil", name, fn)
 	}
 	t := v.Type()
 	f := &function{name: name, fn: v, variadic: t.IsVariadic()}
@@ -92,10 +95,10 @@ func (f *function) call(ctx context.Context, args []wire.Value) (result any, err
 	n := len(f.params)
 	if f.variadic {
 		if len(args) < n-1 {
-			return nil, typeError("%s takes at least %d arguments, got %d", f.signature(), n-1, len(args))
+			return nil, typeError("%s takes at least %s, got %d", f.signature(), arguments(n-1), len(args))
 		}
 	} else if len(args) != n {
-		return nil, typeError("%s takes %d arguments, got %d", f.signature(), n, len(args))
+		return nil, typeError("%s takes %s, got %d", f.signature(), arguments(n), len(args))
 	}
 	in := make([]reflect.Value, 0, len(args)+1)
 	if f.ctx {
@@ -126,6 +129,13 @@ func (f *function) call(ctx context.Context, args []wire.Value) (result any, err
 		return out[0].Interface(), nil
 	}
 	return nil, nil
+}
+
+func arguments(n int) string {
+	if n == 1 {
+		return "1 argument"
+	}
+	return fmt.Sprintf("%d arguments", n)
 }
 
 func (f *function) paramType(i int) reflect.Type {
@@ -160,8 +170,16 @@ type TypedError interface {
 	ErrorType() string
 }
 
-// errorInfo describes err for a task reply.
-func errorInfo(err error) wire.ErrorInfo {
+// errorInfo describes err for a task reply. It survives an error whose
+// methods panic, such as a nil *T returned as an error whose Error method
+// reads the struct.
+func errorInfo(err error) (info wire.ErrorInfo) {
+	defer func() {
+		if p := recover(); p != nil {
+			info = wire.ErrorInfo{Type: errorTypeName(err),
+				Message: fmt.Sprintf("the error's methods panicked: %v", p), Traceback: string(debug.Stack())}
+		}
+	}()
 	var te *taskError
 	if errors.As(err, &te) {
 		return wire.ErrorInfo{Type: te.kind, Message: te.msg, Traceback: te.stack}
@@ -170,11 +188,17 @@ func errorInfo(err error) wire.ErrorInfo {
 	if errors.As(err, &typed) {
 		return wire.ErrorInfo{Type: typed.ErrorType(), Message: err.Error()}
 	}
+	return wire.ErrorInfo{Type: errorTypeName(err), Message: err.Error()}
+}
+
+// errorTypeName returns the name of err's Go type, without a pointer's
+// star, or "Error" for the types of errors.New, fmt.Errorf and errors.Join.
+func errorTypeName(err error) string {
 	name := reflect.TypeOf(err).String()
 	name = strings.TrimPrefix(name, "*")
 	switch name {
-	case "errors.errorString", "fmt.wrapError", "fmt.wrapErrors", "errors.joinError":
+	case "errors.errorString", "fmt.wrapError", "fmt.wrapErrors", "errors.joinError", "context.deadlineExceededError":
 		name = "Error"
 	}
-	return wire.ErrorInfo{Type: name, Message: err.Error()}
+	return name
 }

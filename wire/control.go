@@ -6,23 +6,23 @@ package wire
 // EngineInfo describes an engine: what it says of itself when it
 // registers, and what the controller adds when it reports engines.
 type EngineInfo struct {
-	ID        int      `msgpack:"id"`               // assigned by the controller
-	UUID      string   `msgpack:"uuid"`             // the engine's own random id
-	Host      string   `msgpack:"host"`             // host name
-	PID       int      `msgpack:"pid"`              // process id on Host
-	Cores     int      `msgpack:"cores"`            // usable CPU cores
-	JobKey    string   `msgpack:"jobkey,omitempty"` // launcher's key of the job the engine belongs to
-	Job       int      `msgpack:"job,omitempty"`    // the controller's number for that job; 0 for none
-	Rank      int      `msgpack:"rank"`             // MPI rank within the job
-	Size      int      `msgpack:"size"`             // MPI size of the job; 0 when not launched as MPI ranks
-	Functions []string `msgpack:"fns,omitempty"`    // names of registered functions
+	ID        int      `msgpack:"id" json:"id"`                              // assigned by the controller
+	UUID      string   `msgpack:"uuid" json:"uuid"`                          // the engine's own random id
+	Host      string   `msgpack:"host" json:"host"`                          // host name
+	PID       int      `msgpack:"pid" json:"pid"`                            // process id on Host
+	Cores     int      `msgpack:"cores" json:"cores"`                        // usable CPU cores
+	JobKey    string   `msgpack:"jobkey,omitempty" json:"job_key,omitempty"` // launcher's key of the job the engine belongs to
+	Job       int      `msgpack:"job,omitempty" json:"job,omitempty"`        // the controller's number for that job; 0 for none
+	Rank      int      `msgpack:"rank" json:"rank"`                          // MPI rank within the job
+	Size      int      `msgpack:"size" json:"size"`                          // MPI size of the job; 0 when not launched as MPI ranks
+	Functions []string `msgpack:"fns,omitempty" json:"functions,omitempty"`  // names of registered functions
 
 	// Filled in by the controller.
-	State         string `msgpack:"state,omitempty"`   // "idle", "busy", "dead"
-	Queued        int    `msgpack:"queued,omitempty"`  // tasks sent and not yet started
-	Running       string `msgpack:"running,omitempty"` // id of the running task
-	Registered    int64  `msgpack:"reg,omitempty"`     // Unix nanoseconds
-	LastHeartbeat int64  `msgpack:"hb,omitempty"`      // Unix nanoseconds
+	State         string `msgpack:"state,omitempty" json:"state,omitempty"`       // "idle", "busy", "dead"
+	Queued        int    `msgpack:"queued,omitempty" json:"queued"`               // tasks sent and not yet started
+	Running       string `msgpack:"running,omitempty" json:"running,omitempty"`   // id of the running task
+	Registered    int64  `msgpack:"reg,omitempty" json:"registered,omitempty"`    // Unix nanoseconds
+	LastHeartbeat int64  `msgpack:"hb,omitempty" json:"last_heartbeat,omitempty"` // Unix nanoseconds
 }
 
 // RegisterReplyContent answers an engine's Register.

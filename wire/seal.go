@@ -148,14 +148,42 @@ func (m *Message) CheckBuffers() error {
 
 // PeekHeader decodes the envelope of frames WITHOUT checking the
 // signature. It is only for addressing an error reply to a message that
-// was refused; nothing it returns may be trusted.
+// was refused, so it is lenient: when the envelope does not decode (an
+// unknown type or version, say), it still returns the message id if it can
+// find one, with the decoding error. Nothing it returns may be trusted.
 func PeekHeader(frames [][]byte) (Header, error) {
 	if len(frames) < 2 {
 		return Header{}, fmt.Errorf("%w: no envelope", ErrMalformed)
 	}
 	m := new(Message)
-	if _, err := decodeEnvelope(frames[1], m); err != nil {
-		return Header{}, err
+	_, err := decodeEnvelope(frames[1], m)
+	if err != nil && m.ID == "" {
+		m.ID = findID(frames[1])
 	}
-	return m.Header, nil
+	return m.Header, err
+}
+
+// findID looks for a string under the key "id" in a MessagePack map.
+func findID(env []byte) string {
+	n, b, err := readMapHeader(env)
+	if err != nil {
+		return ""
+	}
+	for range n {
+		var key []byte
+		if key, b, err = readStrBytes(b); err != nil {
+			return ""
+		}
+		if string(key) == keyID {
+			id, _, err := readStr(b)
+			if err != nil {
+				return ""
+			}
+			return id
+		}
+		if b, err = skip(b); err != nil {
+			return ""
+		}
+	}
+	return ""
 }

@@ -75,6 +75,15 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if err := ctrl.WaitEngines(ctx, opts.Engines); err != nil {
 		t.Fatal(err)
 	}
+	// The controller counts an engine when it registers it; wait until each
+	// engine has heard so too, so that its ID is known.
+	for _, e := range c.Engines {
+		select {
+		case <-e.Registered():
+		case <-ctx.Done():
+			t.Fatal("an engine never learned its id")
+		}
+	}
 	return c
 }
 

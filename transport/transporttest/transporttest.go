@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,6 +33,7 @@ func Run(t *testing.T, s Setup) {
 	t.Run("Unreachable", func(t *testing.T) { testUnreachable(t, s) })
 	t.Run("Security", func(t *testing.T) { testSecurity(t, s) })
 	t.Run("Wake", func(t *testing.T) { testWake(t, s) })
+	t.Run("WakeStress", func(t *testing.T) { testWakeStress(t, s) })
 	t.Run("Handover", func(t *testing.T) { testHandover(t, s) })
 }
 
@@ -282,4 +284,56 @@ func testHandover(t *testing.T, s Setup) {
 	if got := recvWait(t, n, d2); string(got[0]) != "to-0" {
 		t.Fatalf("the newer connection got %q", got)
 	}
+}
+
+// testWakeStress has goroutines hand work to a socket owner with Wake
+// while it waits without a timeout, as clients and engines do. A lost
+// wake-up leaves work unseen and the owner blocked for good.
+func testWakeStress(t *testing.T, s Setup) {
+	n := s.New(t)
+	r, _, err := n.Bind(s.Endpoint(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := n.NewPoller(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const producers, items = 8, 50000
+	var mu sync.Mutex
+	queued := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		taken := 0
+		for taken < producers*items {
+			if _, err := p.Wait(-1); err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			taken += queued
+			queued = 0
+			mu.Unlock()
+		}
+	}()
+	var wg sync.WaitGroup
+	for range producers {
+		wg.Go(func() {
+			for range items {
+				mu.Lock()
+				queued++
+				mu.Unlock()
+				p.Wake()
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a wake-up was lost: the owner still waits with work queued")
+	}
+	p.Close()
+	closeAll(t, n, r)
 }

@@ -345,18 +345,24 @@ func (p *poller) Wait(timeout time.Duration) ([]bool, error) {
 		ready[i] = polled[i].Events&zmq.POLLIN != 0
 	}
 	if polled[p.n].Events&zmq.POLLIN != 0 {
-		p.pending.Store(false) // before draining: a Wake from now on rings again
+		// Drain first, then clear. Clearing first would lose a wake-up: a
+		// Wake between the two would send a byte that the drain swallows,
+		// leaving the flag set and the pipe empty, so no later Wake would
+		// ring. A Wake that finds the flag still set here needs no byte:
+		// its caller's work is seen by what this Wait's caller does next,
+		// and the Swap (a read) orders that work before it.
 		for {
 			if _, err := p.wakeR.RecvBytes(zmq.DONTWAIT); err != nil {
 				break
 			}
 		}
+		p.pending.Swap(false)
 	}
 	return ready, nil
 }
 
 func (p *poller) Wake() {
-	if !p.pending.CompareAndSwap(false, true) {
+	if p.pending.Swap(true) {
 		return // a wake-up is already on its way
 	}
 	p.wmu.Lock()

@@ -1,0 +1,65 @@
+# ipcluster: make demo runs a local cluster and real work on it; make test
+# runs every test. Both install what they need on Debian when run as root
+# (libzmq3-dev, pkg-config), or say which command to run.
+
+GO      ?= go
+BIN     := bin/ipcluster
+GOFLAGS ?=
+export CGO_ENABLED := 1
+
+.PHONY: all build deps demo test vet fmt-check fuzz clean help
+
+all: build
+
+help:
+	@echo "make demo   start 4 local engines, run examples/hello (hello world + a load-balanced map), stop"
+	@echo "make test   vet, format check, and every test with the race detector"
+	@echo "make build  build $(BIN)"
+	@echo "make fuzz   run each fuzz target for FUZZTIME (default 30s)"
+
+# deps checks for Go, libzmq and pkg-config, and installs the last two on
+# Debian when run as root.
+deps:
+	@command -v $(GO) >/dev/null || { echo "ipcluster needs Go 1.26 or newer: https://go.dev/dl/"; exit 1; }
+	@if ! pkg-config --exists libzmq 2>/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing libzmq3-dev and pkg-config (apt-get)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libzmq3-dev pkg-config >/dev/null || exit 1; \
+		else \
+			echo "ipcluster needs libzmq (with CURVE) and pkg-config. On Debian or Ubuntu run:"; \
+			echo "    sudo apt-get install libzmq3-dev pkg-config"; \
+			exit 1; \
+		fi; \
+	fi
+
+build: deps
+	$(GO) build $(GOFLAGS) -o $(BIN) ./cmd/ipcluster
+
+# demo uses its own profile, so it neither disturbs nor is stopped by a
+# cluster you run yourself.
+DEMO_ENV := IPCLUSTER_PROFILE=ipcluster-demo
+demo: build
+	@$(DEMO_ENV) ./$(BIN) stop >/dev/null 2>&1 || true
+	$(DEMO_ENV) ./$(BIN) start -n 4 --daemon
+	@$(DEMO_ENV) $(GO) run ./examples/hello; status=$$?; \
+		$(DEMO_ENV) ./$(BIN) stop; exit $$status
+
+vet: deps
+	$(GO) vet ./...
+
+fmt-check:
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+test: deps vet fmt-check build
+	$(GO) test -race -timeout 15m ./...
+
+FUZZTIME ?= 30s
+fuzz: deps
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+clean:
+	rm -rf bin

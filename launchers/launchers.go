@@ -1,0 +1,35 @@
+// Package launchers starts and stops groups of engine processes: on this
+// machine (Local), and in later work through mpiexec and batch systems.
+// Every launcher hands engines their connection through the environment,
+// so no shared filesystem is needed.
+package launchers
+
+import (
+	"context"
+	"os"
+	"time"
+)
+
+// Launcher starts and stops one group of engine processes (a job).
+type Launcher interface {
+	// Start starts the processes and returns once they are started (not
+	// once the engines have registered: the controller knows that).
+	Start(ctx context.Context) error
+	// Signal sends sig to every process still running.
+	Signal(sig os.Signal) error
+	// Stop asks every process to end (SIGTERM), waits up to grace, then
+	// kills what is left, and waits for all of them.
+	Stop(grace time.Duration) error
+	// Done is closed when every process has exited.
+	Done() <-chan struct{}
+	// Processes describes the processes.
+	Processes() []Process
+}
+
+// Process describes one launched process.
+type Process struct {
+	PID    int
+	Log    string // where its output goes, if to a file
+	Exited bool
+	Err    error // how it ended, once Exited (nil for a clean exit)
+}
