@@ -3,7 +3,6 @@ package client_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -11,15 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/ipcluster/ipcluster/client"
 	"github.com/ipcluster/ipcluster/engine"
 	"github.com/ipcluster/ipcluster/internal/clustertest"
 	"github.com/ipcluster/ipcluster/wire"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // testFunctions are registered on every engine of the test clusters.
 // "block" reports its engine on started (if not nil) once it runs, then
@@ -458,9 +453,4 @@ func TestEngineLeaves(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not registered") {
 		t.Fatalf("apply on a gone engine: %v", err)
 	}
-}
-
-func ExampleClient_Apply_errors() {
-	fmt.Println("see example_test.go")
-	// Output: see example_test.go
 }

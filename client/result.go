@@ -174,24 +174,7 @@ func (r *AsyncResult) Wait(ctx context.Context) error {
 // failed, it returns the results of the others and an error: the task's
 // own error for a single task, or a *CompositeError.
 func (r *AsyncResult) Get(ctx context.Context) (map[int]any, error) {
-	if err := r.Wait(ctx); err != nil {
-		return nil, err
-	}
-	out := make(map[int]any, len(r.tasks))
-	var errs []error
-	for _, t := range r.tasks {
-		if t.err != nil {
-			errs = append(errs, t.err)
-			continue
-		}
-		var v any
-		if err := r.decode(t, reflect.ValueOf(&v).Elem()); err != nil {
-			errs = append(errs, fmt.Errorf("engine %d: %w", t.engine, err))
-			continue
-		}
-		out[t.engine] = v
-	}
-	return out, r.combine(errs)
+	return Results[any](ctx, r)
 }
 
 // Value waits for the result of a single-task call (a balanced task, or a

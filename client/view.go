@@ -115,14 +115,7 @@ func (v *DirectView) Clear(ctx context.Context) (*AsyncResult, error) {
 // target order, as evenly as possible, and assigns each part to name on
 // its engine. Parts of numeric slices travel as raw arrays.
 func (v *DirectView) Scatter(ctx context.Context, name string, items any) (*AsyncResult, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	ids, err := v.Targets()
-	if err != nil {
-		return nil, err
-	}
-	parts, err := split(items, len(ids))
+	ids, parts, err := v.split(ctx, items)
 	if err != nil {
 		return nil, err
 	}
@@ -137,6 +130,19 @@ func (v *DirectView) Scatter(ctx context.Context, name string, items any) (*Asyn
 		r.add(msgs[i].ID, e)
 	}
 	return r, v.c.send(r, msgs...)
+}
+
+// split resolves the targets and cuts items into one part for each.
+func (v *DirectView) split(ctx context.Context, items any) ([]int, []reflect.Value, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	ids, err := v.Targets()
+	if err != nil {
+		return nil, nil, err
+	}
+	parts, err := split(items, len(ids))
+	return ids, parts, err
 }
 
 // split cuts a slice into n contiguous parts whose lengths differ by at
@@ -215,14 +221,7 @@ func concat(parts []any) any {
 // one contiguous part per target, each engine maps its part, and the
 // results come back in input order.
 func (v *DirectView) Map(ctx context.Context, fn string, items any) (*MapResult, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	ids, err := v.Targets()
-	if err != nil {
-		return nil, err
-	}
-	parts, err := split(items, len(ids))
+	ids, parts, err := v.split(ctx, items)
 	if err != nil {
 		return nil, err
 	}

@@ -81,23 +81,29 @@ func EncodeApply(fn string, args []any) ([]byte, [][]byte, error) {
 
 // DecodeApply reads an Apply request.
 func DecodeApply(m *Message) (fn string, args []Value, err error) {
-	err = readFields("apply", m.Content, func(key string, b []byte) ([]byte, error) {
+	return decodeCall(m, "apply", "a")
+}
+
+// decodeCall reads a function name under "f" and a list of values under
+// listKey: the content of Apply and Map requests.
+func decodeCall(m *Message, what, listKey string) (fn string, vals []Value, err error) {
+	err = readFields(what, m.Content, func(key string, b []byte) ([]byte, error) {
+		var rest []byte
+		var err error
 		switch key {
 		case "f":
-			var rest []byte
 			fn, rest, err = readStr(b)
-			return rest, err
-		case "a":
-			var rest []byte
-			args, rest, err = readValues(b, m.Buffers)
-			return rest, err
+		case listKey:
+			vals, rest, err = readValues(b, m.Buffers)
+		default:
+			return b, unknownField(key)
 		}
-		return b, unknownField(key)
+		return rest, err
 	})
 	if err == nil && fn == "" {
-		err = fmt.Errorf("%w: apply names no function", ErrMalformed)
+		err = fmt.Errorf("%w: %s names no function", ErrMalformed, what)
 	}
-	return fn, args, err
+	return fn, vals, err
 }
 
 // EncodeMap returns the content and buffers of a Map request that calls
@@ -117,23 +123,7 @@ func EncodeMap(fn string, items []any) ([]byte, [][]byte, error) {
 
 // DecodeMap reads a Map request.
 func DecodeMap(m *Message) (fn string, items []Value, err error) {
-	err = readFields("map", m.Content, func(key string, b []byte) ([]byte, error) {
-		switch key {
-		case "f":
-			var rest []byte
-			fn, rest, err = readStr(b)
-			return rest, err
-		case "i":
-			var rest []byte
-			items, rest, err = readValues(b, m.Buffers)
-			return rest, err
-		}
-		return b, unknownField(key)
-	})
-	if err == nil && fn == "" {
-		err = fmt.Errorf("%w: map names no function", ErrMalformed)
-	}
-	return fn, items, err
+	return decodeCall(m, "map", "i")
 }
 
 // EncodePush returns the content and buffers of a Push request that

@@ -286,6 +286,9 @@ func (v Value) DecodeValue(dst reflect.Value) error {
 	}
 	if !ok {
 		if err := msgpackDecode(v.Raw, dst); err != nil {
+			if len(v.Raw) > 0 && !fits(v.Raw[0], dst.Type()) {
+				return fmt.Errorf("wire: cannot decode %s into %s", withArticle(kindOf(v.Raw[0])), dst.Type())
+			}
 			return fmt.Errorf("wire: cannot decode into %s: %w", dst.Type(), err)
 		}
 		if dst.Kind() == reflect.Interface && !dst.IsNil() {
@@ -400,4 +403,40 @@ func normalize(v any) any {
 		}
 	}
 	return v
+}
+
+// fits reports whether a MessagePack value starting with c can decode
+// into a Go value of type t at all; it is for error messages.
+func fits(c byte, t reflect.Type) bool {
+	k := t.Kind()
+	if k == reflect.Interface || k == reflect.Pointer {
+		return true
+	}
+	switch kindOf(c) {
+	case "integer":
+		return k >= reflect.Int && k <= reflect.Float64
+	case "float":
+		return k == reflect.Float32 || k == reflect.Float64
+	case "string", "binary":
+		return k == reflect.String || (k == reflect.Slice && t.Elem().Kind() == reflect.Uint8)
+	case "bool":
+		return k == reflect.Bool
+	case "map":
+		return k == reflect.Map || k == reflect.Struct
+	case "array":
+		return k == reflect.Slice || k == reflect.Array || k == reflect.Struct
+	case "nil":
+		return k == reflect.Slice || k == reflect.Map
+	}
+	return true
+}
+
+func withArticle(kind string) string {
+	switch kind {
+	case "integer", "array", "extension", "invalid":
+		return "an " + kind
+	case "nil":
+		return kind
+	}
+	return "a " + kind
 }
