@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/ipcluster/ipcluster/client"
 	"github.com/ipcluster/ipcluster/engine"
 	"github.com/ipcluster/ipcluster/internal/profile"
@@ -34,7 +36,14 @@ func TestMain(m *testing.M) {
 	if os.Getenv(asCommand) == "1" {
 		os.Exit(run(os.Args[1:], options{engineSetup: testEngineSetup}))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // testEngineSetup adds functions that tests need to the stock engine.
