@@ -420,9 +420,7 @@ func (c *Client) loop() {
 		out, closing := c.outbox, c.closing
 		c.outbox = nil
 		c.mu.Unlock()
-		for _, m := range out {
-			c.write(m)
-		}
+		c.write(out...)
 		if closing {
 			c.write(&wire.Message{Header: c.session.Header(wire.Disconnect)})
 			c.stop(ErrClosed)
@@ -431,10 +429,28 @@ func (c *Client) loop() {
 	}
 }
 
-func (c *Client) write(m *wire.Message) {
-	c.session.Stamp(&m.Header)
-	if err := c.sock.Send(c.signer.Seal(m)); err != nil {
-		c.log.Warn("send failed", "type", m.Type, "err", err)
+// maxBatch bounds the messages sent as one batch.
+const maxBatch = 512
+
+// write stamps, signs and sends messages: several queued at once leave as
+// one batch, which is stamped before them.
+func (c *Client) write(ms ...*wire.Message) {
+	for len(ms) > 0 {
+		n := min(len(ms), maxBatch)
+		var h wire.Header
+		if n > 1 {
+			h = c.session.Header(wire.Batch)
+			c.session.Stamp(&h)
+		}
+		raws := make([]wire.Raw, n)
+		for i, m := range ms[:n] {
+			c.session.Stamp(&m.Header)
+			raws[i] = wire.Encode(m)
+		}
+		if err := c.sock.Send(c.signer.SealRaw(h, raws)); err != nil {
+			c.log.Warn("send failed", "messages", n, "err", err)
+		}
+		ms = ms[n:]
 	}
 }
 
@@ -454,13 +470,19 @@ func (c *Client) stop(err error) {
 	}
 }
 
-// handle routes one message from the controller.
+// handle routes what the controller sent: one message or a batch.
 func (c *Client) handle(frames [][]byte) {
-	m, err := c.signer.Open(frames, true)
+	msgs, err := c.signer.OpenAll(frames, true)
 	if err != nil {
 		c.log.Warn("refused a message from the controller", "reason", err)
 		return
 	}
+	for _, m := range msgs {
+		c.handleOne(m)
+	}
+}
+
+func (c *Client) handleOne(m *wire.Message) {
 	switch m.Type {
 	case wire.EngineEvent:
 		var ev wire.EngineEventContent

@@ -283,7 +283,13 @@ func (c *Controller) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, c.poller.Wake)
 	defer stop()
 	k := c.core
-	k.out = sockets{client: c.clientSock, engine: c.engineSock}
+	send := func(engine bool, rid string, frames [][]byte) error {
+		sock := c.clientSock
+		if engine {
+			sock = c.engineSock
+		}
+		return sock.Send(append([][]byte{[]byte(rid)}, frames...))
+	}
 	k.log.Info("controller listening", "clients", c.clientInfo.Endpoint, "engines", c.engineInfo.Endpoint)
 	const batch = 256 // messages taken from one socket before looking at the other
 	for {
@@ -297,6 +303,7 @@ func (c *Controller) Run(ctx context.Context) error {
 				k.log.Warn("engines did not acknowledge the shutdown", "count", len(k.engines))
 			}
 			k.finish()
+			k.flush(send)
 			return nil
 		}
 		ready, err := c.poller.Wait(k.nextTimeout())
@@ -332,6 +339,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 		}
 		k.tick(drained)
+		k.flush(send)
 	}
 }
 
@@ -347,15 +355,4 @@ func (c *Controller) closeSockets() {
 	if c.ownNet && c.net != nil {
 		c.net.Close()
 	}
-}
-
-// sockets is the core's view of the two Router sockets.
-type sockets struct{ client, engine transport.Socket }
-
-func (s sockets) toClient(rid string, frames [][]byte) error {
-	return s.client.Send(append([][]byte{[]byte(rid)}, frames...))
-}
-
-func (s sockets) toEngine(rid string, frames [][]byte) error {
-	return s.engine.Send(append([][]byte{[]byte(rid)}, frames...))
 }

@@ -15,12 +15,10 @@ import (
 	"github.com/ipcluster/ipcluster/wire"
 )
 
-// sender is where the core's messages go: the two Router sockets, or a
-// recorder in tests. Frames exclude the routing id.
-type sender interface {
-	toClient(rid string, frames [][]byte) error
-	toEngine(rid string, frames [][]byte) error
-}
+// sendFunc sends sealed frames (without the routing id) to a peer on
+// the client port or the engine port: the Router sockets, or a recorder
+// in tests.
+type sendFunc func(engine bool, rid string, frames [][]byte) error
 
 // Error types the controller puts in the replies it makes itself. Clients
 // map the first three to typed errors.
@@ -59,8 +57,7 @@ type task struct {
 	client    string // routing id of the client that sent it
 	balanced  bool
 	retries   int
-	frames    [][]byte // the request, kept while it may still be sent
-	resigned  bool     // frames carry the engine key's signature
+	raw       wire.Raw // the request, kept while it may still be sent
 	engine    int
 	attempts  int
 	submitted time.Time
@@ -82,7 +79,7 @@ type core struct {
 	clientGuard wire.ReplayGuard
 	engineGuard wire.ReplayGuard
 	sched       *scheduler.Scheduler
-	out         sender
+	out         outbox
 	now         time.Time
 	onCount     func(int)
 
@@ -117,16 +114,29 @@ func newCore(cfg *Config, clusterID string, sched *scheduler.Scheduler, clientKe
 
 // ---- clients ----
 
+// handleClient handles what a client sent: one message or a batch.
 func (c *core) handleClient(rid string, frames [][]byte) {
-	m, err := c.clientKey.Open(frames, false)
+	batch, msgs, err := c.clientKey.OpenRelay(frames)
 	if err != nil {
 		c.refuse("client", rid, frames, err)
 		return
 	}
-	if err := c.clientGuard.Check(m.Session, m.Seq); err != nil {
-		c.replyError(rid, m.ID, errReplay, err.Error())
-		return
+	if batch != nil {
+		if err := c.clientGuard.Check(batch.Session, batch.Seq); err != nil {
+			c.replyError(rid, batch.ID, errReplay, err.Error())
+			return
+		}
 	}
+	for _, r := range msgs {
+		if err := c.clientGuard.Check(r.Session, r.Seq); err != nil {
+			c.replyError(rid, r.ID, errReplay, err.Error())
+			continue
+		}
+		c.clientMessage(rid, r.Message, r.Raw)
+	}
+}
+
+func (c *core) clientMessage(rid string, m *wire.Message, raw wire.Raw) {
 	switch m.Type {
 	case wire.Connect:
 		c.clients[rid] = true
@@ -137,7 +147,7 @@ func (c *core) handleClient(rid string, frames [][]byte) {
 		delete(c.clients, rid)
 		c.clientGuard.Forget(m.Session)
 	case wire.Apply, wire.Map, wire.Push, wire.Pull, wire.Clear:
-		c.submit(rid, m, frames)
+		c.submit(rid, m, raw)
 	case wire.Engines:
 		c.reply(rid, m, wire.EnginesReply, wire.EnginesReplyContent{Engines: c.engineList()})
 	case wire.TaskStatus:
@@ -163,8 +173,8 @@ func (c *core) handleClient(rid string, frames [][]byte) {
 			if kept == nil {
 				out.Missing = append(out.Missing, id)
 			}
-			for _, f := range kept {
-				c.deliver(rid, id, f) // kept again if this client is gone too
+			for _, r := range kept {
+				c.out.toClient(rid, r, id) // kept again if this client is gone too
 			}
 		}
 		c.reply(rid, m, wire.ResultsReply, out)
@@ -207,7 +217,7 @@ func (c *core) handleClient(rid string, frames [][]byte) {
 
 // submit accepts a work request: balanced ones go to the scheduler,
 // direct ones to each target's queue at once.
-func (c *core) submit(rid string, m *wire.Message, frames [][]byte) {
+func (c *core) submit(rid string, m *wire.Message, raw wire.Raw) {
 	if c.stopping {
 		c.replyError(rid, m.ID, errShutdown, "the controller is shutting down")
 		return
@@ -219,7 +229,7 @@ func (c *core) submit(rid string, m *wire.Message, frames [][]byte) {
 	if m.Balanced {
 		key := taskKey{m.ID, wire.NoEngine}
 		c.addTask(&task{key: key, typ: m.Type, client: rid, balanced: true, retries: m.Retries,
-			frames: frames, engine: wire.NoEngine, submitted: c.now})
+			raw: raw, engine: wire.NoEngine, submitted: c.now})
 		c.sched.Submit(scheduler.Task{ID: m.ID, Targets: m.Targets, Retries: m.Retries})
 		c.applyActions()
 		return
@@ -231,16 +241,13 @@ func (c *core) submit(rid string, m *wire.Message, frames [][]byte) {
 	if !c.checkTargets(rid, m) {
 		return
 	}
-	c.engineKey.Resign(frames)
 	for _, e := range m.Targets {
 		eng := c.engines[e]
 		t := &task{key: taskKey{m.ID, e}, typ: m.Type, client: rid, engine: e, attempts: 1, submitted: c.now, sent: c.now}
 		c.addTask(t)
 		eng.queue = append(eng.queue, t)
 		c.sched.DirectSent(e)
-		if err := c.out.toEngine(eng.rid, frames); err != nil {
-			c.log.Warn("engine unreachable", "engine", e, "err", err) // its heartbeats will stop too
-		}
+		c.out.toEngine(eng.rid, raw)
 	}
 }
 
@@ -314,16 +321,29 @@ func (c *core) abort(rid string, m *wire.Message) {
 
 // ---- engines ----
 
+// handleEngine handles what an engine sent: one message or a batch.
 func (c *core) handleEngine(rid string, frames [][]byte) {
-	m, err := c.engineKey.Open(frames, false)
+	batch, msgs, err := c.engineKey.OpenRelay(frames)
 	if err != nil {
 		c.refuse("engine", rid, frames, err)
 		return
 	}
-	if err := c.engineGuard.Check(m.Session, m.Seq); err != nil {
-		c.replyEngineError(rid, m.ID, errReplay, err.Error())
-		return
+	if batch != nil {
+		if err := c.engineGuard.Check(batch.Session, batch.Seq); err != nil {
+			c.replyEngineError(rid, batch.ID, errReplay, err.Error())
+			return
+		}
 	}
+	for _, r := range msgs {
+		if err := c.engineGuard.Check(r.Session, r.Seq); err != nil {
+			c.replyEngineError(rid, r.ID, errReplay, err.Error())
+			continue
+		}
+		c.engineMessage(rid, r.Message, r.Raw)
+	}
+}
+
+func (c *core) engineMessage(rid string, m *wire.Message, raw wire.Raw) {
 	eng := c.byRID[rid]
 	if m.Type == wire.Register {
 		c.register(rid, eng, m)
@@ -345,11 +365,10 @@ func (c *core) handleEngine(rid string, frames [][]byte) {
 	case wire.Heartbeat:
 		c.sendEngine(eng, wire.Heartbeat, m.ID, nil)
 	case wire.TaskReply:
-		c.taskReply(eng, m, frames)
+		c.taskReply(eng, m, raw)
 	case wire.Output:
 		if t := c.liveTask(m.Parent, eng.info.ID); t != nil {
-			c.clientKey.Resign(frames)
-			c.out.toClient(t.client, frames)
+			c.out.toClient(t.client, raw, "")
 		}
 	case wire.Unregister:
 		c.removeEngine(eng, wire.EventUnregistered, "the engine unregistered")
@@ -400,7 +419,7 @@ func (c *core) registerReply(eng *engineState) wire.RegisterReplyContent {
 
 // taskReply routes a result to its client, unless a failed balanced task
 // is to be retried elsewhere.
-func (c *core) taskReply(eng *engineState, m *wire.Message, frames [][]byte) {
+func (c *core) taskReply(eng *engineState, m *wire.Message, raw wire.Raw) {
 	t := c.liveTask(m.Parent, eng.info.ID)
 	if t == nil {
 		c.log.Debug("dropped a late reply", "task", m.Parent, "engine", eng.info.ID)
@@ -434,8 +453,7 @@ func (c *core) taskReply(eng *engineState, m *wire.Message, frames [][]byte) {
 	}
 	c.history.add(wire.TaskInfo{ID: t.key.id, Engine: eng.info.ID, State: state, Submitted: t.submitted.UnixNano(),
 		Started: m.Started, Completed: m.Completed, Attempts: t.attempts})
-	c.clientKey.Resign(frames)
-	c.deliver(t.client, t.key.id, frames)
+	c.out.toClient(t.client, raw, t.key.id)
 }
 
 func (c *core) addTask(t *task) {
@@ -503,21 +521,15 @@ func (c *core) applyActions() {
 		case scheduler.Assign:
 			t := c.tasks[taskKey{a.Task, wire.NoEngine}]
 			eng := c.engines[a.Engine]
-			if t == nil || eng == nil || t.frames == nil {
+			if t == nil || eng == nil || t.raw.Env == nil {
 				c.log.Error("scheduler assigned an unknown task or engine", "task", a.Task, "engine", a.Engine)
 				continue
 			}
-			if !t.resigned {
-				c.engineKey.Resign(t.frames)
-				t.resigned = true
-			}
 			t.engine, t.attempts, t.sent = a.Engine, a.Attempt, c.now
 			eng.queue = append(eng.queue, t)
-			if err := c.out.toEngine(eng.rid, t.frames); err != nil {
-				c.log.Warn("engine unreachable", "engine", a.Engine, "err", err)
-			}
+			c.out.toEngine(eng.rid, t.raw)
 			if a.Attempt > t.retries {
-				t.frames = nil // no later attempt will need them
+				t.raw = wire.Raw{} // no later attempt will need it
 			}
 		case scheduler.Fail:
 			t := c.tasks[taskKey{a.Task, wire.NoEngine}]
@@ -546,19 +558,7 @@ func (c *core) failTask(t *task, kind, text string) {
 	h := c.session.Header(wire.TaskReply)
 	h.Parent, h.Engine, h.Status, h.Completed = t.key.id, engine, status, c.now.UnixNano()
 	content, _ := wire.EncodeContent(wire.ErrorInfo{Type: kind, Message: text})
-	frames := c.seal(c.clientKey, &wire.Message{Header: h, Content: content})
-	c.deliver(t.client, t.key.id, frames)
-}
-
-// deliver sends a task reply to its client, or keeps it if the client is gone.
-func (c *core) deliver(rid, id string, frames [][]byte) {
-	err := c.out.toClient(rid, frames)
-	if errors.Is(err, transport.ErrUnreachable) {
-		delete(c.clients, rid)
-		if evicted := c.kept.add(id, frames); evicted > 0 {
-			c.log.Warn("result cache full: dropped the oldest results", "count", evicted)
-		}
-	}
+	c.out.toClient(t.client, c.encode(&wire.Message{Header: h, Content: content}), t.key.id)
 }
 
 // ---- timers and shutdown ----
@@ -621,9 +621,10 @@ func (c *core) finish() {
 
 // ---- replies and reports ----
 
-func (c *core) seal(s *wire.Signer, m *wire.Message) [][]byte {
+// encode stamps a message of the controller's own and encodes it.
+func (c *core) encode(m *wire.Message) wire.Raw {
 	c.session.Stamp(&m.Header)
-	return s.Seal(m)
+	return wire.Encode(m)
 }
 
 // reply answers a client request with content (nil for none).
@@ -638,7 +639,7 @@ func (c *core) reply(rid string, req *wire.Message, t wire.Type, content any) {
 			return
 		}
 	}
-	c.out.toClient(rid, c.seal(c.clientKey, &wire.Message{Header: h, Content: body}))
+	c.out.toClient(rid, c.encode(&wire.Message{Header: h, Content: body}), "")
 }
 
 func (c *core) replyError(rid, parent, kind, text string) {
@@ -646,7 +647,7 @@ func (c *core) replyError(rid, parent, kind, text string) {
 	h := c.session.Header(wire.Error)
 	h.Parent = parent
 	content, _ := wire.EncodeContent(wire.ErrorInfo{Type: kind, Message: text})
-	c.out.toClient(rid, c.seal(c.clientKey, &wire.Message{Header: h, Content: content}))
+	c.out.toClient(rid, c.encode(&wire.Message{Header: h, Content: content}), "")
 }
 
 func (c *core) replyEngineError(rid, parent, kind, text string) {
@@ -654,7 +655,7 @@ func (c *core) replyEngineError(rid, parent, kind, text string) {
 	h := c.session.Header(wire.Error)
 	h.Parent = parent
 	content, _ := wire.EncodeContent(wire.ErrorInfo{Type: kind, Message: text})
-	c.out.toEngine(rid, c.seal(c.engineKey, &wire.Message{Header: h, Content: content}))
+	c.out.toEngine(rid, c.encode(&wire.Message{Header: h, Content: content}))
 }
 
 // sendEngine sends a controller message to an engine.
@@ -666,9 +667,7 @@ func (c *core) sendEngine(eng *engineState, t wire.Type, parent string, content 
 	if content != nil {
 		body, _ = wire.EncodeContent(content)
 	}
-	if err := c.out.toEngine(eng.rid, c.seal(c.engineKey, &wire.Message{Header: h, Content: body})); err != nil {
-		c.log.Debug("engine unreachable", "engine", eng.info.ID, "err", err)
-	}
+	c.out.toEngine(eng.rid, c.encode(&wire.Message{Header: h, Content: body}))
 }
 
 // broadcast tells every connected client of an engine event.
@@ -679,11 +678,9 @@ func (c *core) broadcast(ev wire.EngineEventContent) {
 	h := c.session.Header(wire.EngineEvent)
 	h.Engine = ev.Engine.ID
 	content, _ := wire.EncodeContent(ev)
-	frames := c.seal(c.clientKey, &wire.Message{Header: h, Content: content})
-	for rid := range c.clients {
-		if errors.Is(c.out.toClient(rid, frames), transport.ErrUnreachable) {
-			delete(c.clients, rid)
-		}
+	raw := c.encode(&wire.Message{Header: h, Content: content})
+	for _, rid := range slices.Sorted(maps.Keys(c.clients)) {
+		c.out.toClient(rid, raw, "")
 	}
 }
 
@@ -826,8 +823,8 @@ type retention struct {
 }
 
 type keptReply struct {
-	seq    uint64
-	frames [][]byte
+	seq uint64
+	raw wire.Raw
 }
 
 type keptRef struct {
@@ -835,8 +832,9 @@ type keptRef struct {
 	seq uint64
 }
 
-func frameBytes(frames [][]byte) (n int64) {
-	for _, f := range frames {
+func rawBytes(r wire.Raw) int64 {
+	n := int64(len(r.Env))
+	for _, f := range r.Frames {
 		n += int64(len(f))
 	}
 	return n
@@ -849,12 +847,12 @@ func (r *retention) live(ref keptRef) bool {
 	return len(l) > 0 && l[0].seq <= ref.seq
 }
 
-func (r *retention) add(id string, frames [][]byte) (evicted int) {
+func (r *retention) add(id string, raw wire.Raw) (evicted int) {
 	r.seq++
-	r.byID[id] = append(r.byID[id], keptReply{r.seq, frames})
+	r.byID[id] = append(r.byID[id], keptReply{r.seq, raw})
 	r.order = append(r.order, keptRef{id, r.seq})
 	r.count++
-	r.bytes += frameBytes(frames)
+	r.bytes += rawBytes(raw)
 	for (r.count > r.maxCount || r.bytes > r.maxBytes) && len(r.order) > 0 {
 		ref := r.order[0]
 		r.order = r.order[1:]
@@ -862,7 +860,7 @@ func (r *retention) add(id string, frames [][]byte) (evicted int) {
 			continue
 		}
 		l := r.byID[ref.id]
-		r.bytes -= frameBytes(l[0].frames)
+		r.bytes -= rawBytes(l[0].raw)
 		r.count--
 		evicted++
 		if len(l) > 1 {
@@ -875,20 +873,106 @@ func (r *retention) add(id string, frames [][]byte) (evicted int) {
 }
 
 // take removes and returns the replies kept for id, oldest first.
-func (r *retention) take(id string) [][][]byte {
+func (r *retention) take(id string) []wire.Raw {
 	l := r.byID[id]
 	if l == nil {
 		return nil
 	}
 	delete(r.byID, id)
-	out := make([][][]byte, len(l))
+	out := make([]wire.Raw, len(l))
 	for i, k := range l {
 		r.count--
-		r.bytes -= frameBytes(k.frames)
-		out[i] = k.frames
+		r.bytes -= rawBytes(k.raw)
+		out[i] = k.raw
 	}
 	if len(r.order) > 2*r.count+64 {
 		r.order = slices.DeleteFunc(r.order, func(ref keptRef) bool { return !r.live(ref) })
 	}
 	return out
+}
+
+// outbox holds what the core sends during one turn of the loop, by
+// destination, so that several messages to one peer leave as one batch.
+type outbox struct {
+	order []dest
+	by    map[dest]*staged
+}
+
+type dest struct {
+	engine bool
+	rid    string
+}
+
+type staged struct {
+	raws []wire.Raw
+	keep []string // for each raw: the request id under which to keep it if its client is gone, or ""
+}
+
+func (o *outbox) add(d dest, r wire.Raw, keep string) {
+	if o.by == nil {
+		o.by = make(map[dest]*staged)
+	}
+	st := o.by[d]
+	if st == nil {
+		st = &staged{}
+		o.by[d] = st
+		o.order = append(o.order, d)
+	}
+	st.raws = append(st.raws, r)
+	st.keep = append(st.keep, keep)
+}
+
+// toClient stages r for a client; keep, if not empty, is the request id
+// of a task reply to keep for another client if this one is gone.
+func (o *outbox) toClient(rid string, r wire.Raw, keep string) { o.add(dest{false, rid}, r, keep) }
+
+// toEngine stages r for an engine.
+func (o *outbox) toEngine(rid string, r wire.Raw) { o.add(dest{true, rid}, r, "") }
+
+// maxBatch bounds the messages of one batch.
+const maxBatch = 512
+
+// flush seals what is staged, per destination, with that side's key, and
+// sends it: one message as itself, several as batches. The task replies
+// staged for a client that is gone are kept for a results request.
+func (c *core) flush(send sendFunc) {
+	o := &c.out
+	for _, d := range o.order {
+		st := o.by[d]
+		key := c.clientKey
+		if d.engine {
+			key = c.engineKey
+		}
+		for lo := 0; lo < len(st.raws); lo += maxBatch {
+			hi := min(len(st.raws), lo+maxBatch)
+			var h wire.Header
+			if hi-lo > 1 {
+				h = c.session.Header(wire.Batch)
+				c.session.Stamp(&h)
+			}
+			err := send(d.engine, d.rid, key.SealRaw(h, st.raws[lo:hi]))
+			if err == nil {
+				continue
+			}
+			if d.engine {
+				c.log.Debug("engine unreachable", "peer", fmt.Sprintf("%x", d.rid), "err", err)
+				continue
+			}
+			if errors.Is(err, transport.ErrUnreachable) {
+				delete(c.clients, d.rid)
+			} else {
+				c.log.Warn("sending to a client failed", "peer", fmt.Sprintf("%x", d.rid), "err", err)
+			}
+			for i := lo; i < hi; i++ {
+				if st.keep[i] == "" {
+					continue
+				}
+				if evicted := c.kept.add(st.keep[i], st.raws[i]); evicted > 0 {
+					c.log.Warn("result cache full: dropped the oldest results", "count", evicted)
+				}
+			}
+		}
+		delete(o.by, d)
+	}
+	o.order = o.order[:0]
 }

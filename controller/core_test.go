@@ -13,9 +13,7 @@ import (
 // resigned returns frames carrying env signed by s: a hand-built envelope
 // with a valid signature.
 func resigned(s *wire.Signer, env []byte) [][]byte {
-	frames := [][]byte{make([]byte, wire.SignatureSize), env}
-	s.Resign(frames)
-	return frames
+	return s.SealRaw(wire.Header{}, []wire.Raw{{Env: env}})
 }
 
 func TestClientBadInput(t *testing.T) {
@@ -148,11 +146,11 @@ func TestClientBadInput(t *testing.T) {
 		{"buffer missing", func(h *harness, cl *fakeClient) ([][]byte, string) {
 			m := cl.apply(0)
 			return cl.seal(m)[:2], m.ID
-		}, errProtocol, []string{"0 buffers, envelope lists 1"}},
+		}, errProtocol, []string{"0 buffer frames, envelope announces 1"}},
 		{"buffer too many", func(h *harness, cl *fakeClient) ([][]byte, string) {
 			m := cl.apply(0)
 			return append(cl.seal(m), []byte("extra")), m.ID
-		}, errProtocol, []string{"2 buffers, envelope lists 1"}},
+		}, errProtocol, []string{"2 buffer frames, envelope announces 1"}},
 		{"task_status without content", func(h *harness, cl *fakeClient) ([][]byte, string) {
 			m := cl.control(wire.TaskStatus, nil, nil)
 			return cl.seal(m), m.ID
@@ -809,7 +807,8 @@ func TestShutdown(t *testing.T) {
 		es[0].reply(outstanding.ID, wire.StatusOK)
 		cl.expect(wire.TaskReply)
 
-		h.c.finish() // the last event: Run returns after it
+		h.c.finish() // the last event: Run flushes and returns after it
+		h.c.flush(h.out.send)
 		got := cl.recv()
 		var parents []string
 		for _, m := range got {
@@ -1067,4 +1066,30 @@ func TestOutputRouting(t *testing.T) {
 		}
 	}
 	h.expectSilence()
+}
+
+func TestBatching(t *testing.T) {
+	h := newHarness(t, Config{})
+	es := h.addEngines(2)
+	cl := h.newClient("client")
+	a, b, c := cl.apply(0), cl.apply(0, 1), cl.balanced(0)
+	before := h.out.batches
+	cl.sendFrames(sealBatch(cl.session, cl.signer, a, b, c))
+	// The balanced task goes to the less loaded engine 1; each engine's
+	// messages leave as one batch.
+	es[0].expectWork(a.ID, b.ID)
+	es[1].expectWork(b.ID, c.ID)
+	if got := h.out.batches - before; got != 2 {
+		t.Fatalf("%d batches sent to engines, want 2", got)
+	}
+	// Replies sent by an engine in one batch reach the client in one.
+	before = h.out.batches
+	r1, r2 := es[0].msg(wire.TaskReply, nil), es[0].msg(wire.TaskReply, nil)
+	r1.Parent, r1.Status = a.ID, wire.StatusOK
+	r2.Parent, r2.Status = b.ID, wire.StatusOK
+	es[0].sendFrames(sealBatch(es[0].session, es[0].signer, r1, r2))
+	got := cl.expect(wire.TaskReply, wire.TaskReply)
+	if got[0].Parent != a.ID || got[1].Parent != b.ID || h.out.batches-before != 1 {
+		t.Fatalf("replies %q %q in %d batches", got[0].Parent, got[1].Parent, h.out.batches-before)
+	}
 }

@@ -37,23 +37,34 @@ type sent struct {
 	frames [][]byte
 }
 
-// recorder is the core's sender in tests. It copies the frames, since the
-// core re-signs frames in place.
+// recorder is where the core's flush sends in tests. It keeps each
+// message on its own, taking batches apart (re-sealed alone with the same
+// key), so that tests see what each peer received in order.
 type recorder struct {
-	sent []sent
-	gone map[string]bool // client routing ids that answer ErrUnreachable
+	sent    []sent
+	gone    map[string]bool // client routing ids that answer ErrUnreachable
+	batches int             // batches received
+	keys    map[bool]*wire.Signer
 }
 
-func (r *recorder) toClient(rid string, frames [][]byte) error {
-	if r.gone[rid] {
+func (r *recorder) send(engine bool, rid string, frames [][]byte) error {
+	role := "client"
+	if engine {
+		role = "engine"
+	}
+	if !engine && r.gone[rid] {
 		return transport.ErrUnreachable
 	}
-	r.sent = append(r.sent, sent{"client", rid, cloneFrames(frames)})
-	return nil
-}
-
-func (r *recorder) toEngine(rid string, frames [][]byte) error {
-	r.sent = append(r.sent, sent{"engine", rid, cloneFrames(frames)})
+	batch, msgs, err := r.keys[engine].OpenRelay(frames)
+	if err != nil {
+		panic(fmt.Sprintf("the core sent %s %q frames that do not open: %v", role, rid, err))
+	}
+	if batch != nil {
+		r.batches++
+	}
+	for _, m := range msgs {
+		r.sent = append(r.sent, sent{role, rid, cloneFrames(r.keys[engine].SealRaw(wire.Header{}, []wire.Raw{m.Raw}))})
+	}
 	return nil
 }
 
@@ -87,7 +98,7 @@ func newHarness(t testing.TB, cfg Config) *harness {
 	h.clientKey, h.engineKey = randomKey(t), randomKey(t)
 	h.client, h.engine = wire.NewSigner(h.clientKey), wire.NewSigner(h.engineKey)
 	h.c = newCore(&cfg, "test-cluster", sched, h.clientKey, h.engineKey)
-	h.c.out = h.out
+	h.out.keys = map[bool]*wire.Signer{false: h.client, true: h.engine}
 	h.c.now = epoch
 	return h
 }
@@ -496,6 +507,7 @@ func (e *fakeEngine) expectError(parent, kind string, words ...string) {
 func (h *harness) check() {
 	h.t.Helper()
 	c := h.c
+	c.flush(h.out.send) // the loop flushes after every turn
 	fail := func(format string, args ...any) { h.t.Fatalf("invariant: "+format, args...) }
 	if len(c.byRID) != len(c.engines) {
 		fail("%d engines by routing id, %d by id", len(c.byRID), len(c.engines))
@@ -551,4 +563,17 @@ func (h *harness) check() {
 		fail("result cache holds %d results, counts %d (max %d), %d bytes (max %d)",
 			n, c.kept.count, c.kept.maxCount, c.kept.bytes, c.kept.maxBytes)
 	}
+}
+
+// sealBatch stamps and signs ms as one batch, the batch stamped first, as
+// a sender does.
+func sealBatch(session *wire.Session, signer *wire.Signer, ms ...*wire.Message) [][]byte {
+	h := session.Header(wire.Batch)
+	session.Stamp(&h)
+	raws := make([]wire.Raw, len(ms))
+	for i, m := range ms {
+		session.Stamp(&m.Header)
+		raws[i] = wire.Encode(m)
+	}
+	return signer.SealRaw(h, raws)
 }

@@ -24,7 +24,7 @@ func builtins() map[string]any {
 	return map[string]any{
 		// echo returns its argument unchanged (without decoding it), or a
 		// list of its arguments when given several.
-		"echo": func(args ...wire.Value) (any, error) {
+		"echo": Native(func(_ context.Context, args []wire.Value) (any, error) {
 			if len(args) == 1 {
 				return args[0], nil
 			}
@@ -37,9 +37,9 @@ func builtins() map[string]any {
 				out[i] = v
 			}
 			return out, nil
-		},
+		}),
 		// noop does nothing: for measuring overhead.
-		"noop": func() {},
+		"noop": Native(func(context.Context, []wire.Value) (any, error) { return nil, nil }),
 		// sleep waits for the given seconds; an interrupt ends it early.
 		"sleep": func(ctx context.Context, seconds float64) error {
 			t := time.NewTimer(time.Duration(seconds * float64(time.Second)))

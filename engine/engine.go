@@ -376,9 +376,7 @@ func (l *ioLoop) run(ctx context.Context) error {
 			started = true
 			execDone.Go(func() { e.execute(execCtx, &execDone) })
 		}
-		for _, m := range e.takeOutbox() {
-			l.write(m)
-		}
+		l.write(e.takeOutbox()...)
 		if l.period > 0 && !time.Now().Before(l.nextBeat) {
 			l.heartbeat()
 		}
@@ -391,9 +389,7 @@ func (l *ioLoop) run(ctx context.Context) error {
 	// from the goodbye.
 	stopExec(errStopping)
 	execDone.Wait()
-	for _, m := range e.takeOutbox() {
-		l.write(m)
-	}
+	l.write(e.takeOutbox()...)
 	if l.period > 0 {
 		l.write(&wire.Message{Header: e.header(wire.Unregister, "")})
 	}
@@ -401,14 +397,31 @@ func (l *ioLoop) run(ctx context.Context) error {
 	return nil
 }
 
-// write stamps, signs and sends one message.
-func (l *ioLoop) write(m *wire.Message) {
-	l.session.Stamp(&m.Header)
-	if m.ID == "" {
-		m.ID = l.session.NewID()
-	}
-	if err := l.sock.Send(l.signer.Seal(m)); err != nil {
-		l.e.log.Warn("send failed", "type", m.Type, "err", err)
+// maxBatch bounds the messages sent as one batch.
+const maxBatch = 512
+
+// write stamps, signs and sends messages: several as one batch, which is
+// stamped before them.
+func (l *ioLoop) write(ms ...*wire.Message) {
+	for len(ms) > 0 {
+		n := min(len(ms), maxBatch)
+		var h wire.Header
+		if n > 1 {
+			h = l.session.Header(wire.Batch)
+			l.session.Stamp(&h)
+		}
+		raws := make([]wire.Raw, n)
+		for i, m := range ms[:n] {
+			l.session.Stamp(&m.Header)
+			if m.ID == "" {
+				m.ID = l.session.NewID()
+			}
+			raws[i] = wire.Encode(m)
+		}
+		if err := l.sock.Send(l.signer.SealRaw(h, raws)); err != nil {
+			l.e.log.Warn("send failed", "messages", n, "err", err)
+		}
+		ms = ms[n:]
 	}
 }
 
@@ -419,15 +432,21 @@ func (l *ioLoop) heartbeat() {
 	l.nextBeat = time.Now().Add(l.period)
 }
 
-// handle acts on one message from the controller.
+// handle acts on what the controller sent: one message or a batch.
 func (l *ioLoop) handle(frames [][]byte) {
-	e := l.e
-	m, err := l.signer.Open(frames, false)
+	msgs, err := l.signer.OpenAll(frames, false)
 	if err != nil {
-		e.log.Warn("refused a message from the controller", "reason", err)
+		l.e.log.Warn("refused a message from the controller", "reason", err)
 		return
 	}
 	l.lastHeard = time.Now()
+	for _, m := range msgs {
+		l.handleOne(m)
+	}
+}
+
+func (l *ioLoop) handleOne(m *wire.Message) {
+	e := l.e
 	switch m.Type {
 	case wire.RegisterReply:
 		var r wire.RegisterReplyContent
@@ -453,9 +472,11 @@ func (l *ioLoop) handle(frames [][]byte) {
 				return
 			}
 		}
+		var replies []*wire.Message
 		for _, t := range e.queue.remove(req.IDs) {
-			l.write(e.aborted(t))
+			replies = append(replies, e.aborted(t))
 		}
+		l.write(replies...)
 	case wire.Interrupt:
 		// The content, if any, names the task to interrupt: the one the
 		// controller counts as running.

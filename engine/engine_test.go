@@ -403,6 +403,8 @@ func TestConnectionSources(t *testing.T) {
 // fakeController plays the controller's side of the engine protocol by
 // hand, so that tests choose what the engine hears, and when.
 type fakeController struct {
+	pending []*wire.Message // received in a batch, not yet taken
+	rid     []byte
 	net     *memnet.Network
 	router  transport.Socket
 	poller  transport.Poller
@@ -438,6 +440,13 @@ func (f *fakeController) next(t *testing.T, types ...wire.Type) ([]byte, *wire.M
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
+		for len(f.pending) > 0 {
+			m := f.pending[0]
+			f.pending = f.pending[1:]
+			if slices.Contains(types, m.Type) {
+				return f.rid, m
+			}
+		}
 		frames, err := f.router.Recv()
 		if errors.Is(err, transport.ErrAgain) {
 			f.poller.Wait(time.Second)
@@ -446,13 +455,11 @@ func (f *fakeController) next(t *testing.T, types ...wire.Type) ([]byte, *wire.M
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := f.signer.Open(frames[1:], true)
+		msgs, err := f.signer.OpenAll(frames[1:], true)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if slices.Contains(types, m.Type) {
-			return frames[0], m
-		}
+		f.rid, f.pending = frames[0], msgs
 	}
 	t.Fatalf("the engine sent no %v", types)
 	return nil, nil

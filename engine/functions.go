@@ -11,16 +11,28 @@ import (
 	"github.com/ipcluster/ipcluster/wire"
 )
 
+// Native is the fastest shape a registered function can have: it gets
+// its arguments undecoded and is called without reflection. Builtins use
+// it; so may any function for which call overhead matters.
+type Native = func(ctx context.Context, args []wire.Value) (any, error)
+
 // function is a registered Go function, prepared for calls by name with
 // encoded arguments.
 type function struct {
 	name     string
+	native   Native // set for functions of the Native shape
 	fn       reflect.Value
 	ctx      bool           // the first parameter is a context.Context
 	params   []reflect.Type // after the context, if any
 	variadic bool
 	result   bool // returns a value besides an error
 	err      bool // the last result is an error
+
+	// Storage for arguments, reused from call to call: calls happen one
+	// at a time, and the function gets copies of the values.
+	in   []reflect.Value
+	args []reflect.Value
+	busy bool
 }
 
 var (
@@ -35,6 +47,9 @@ var (
 func newFunction(name string, fn any) (*function, error) {
 	if name == "" {
 		return nil, errors.New("engine: a function needs a name")
+	}
+	if n, ok := fn.(Native); ok && n != nil {
+		return &function{name: name, native: n}, nil
 	}
 	v := reflect.ValueOf(fn)
 	if v.Kind() != reflect.Func {
@@ -92,6 +107,14 @@ func (f *function) signature() string {
 // call decodes args into the parameters, calls the function and returns
 // its result. A panic in the function becomes a *taskError of type Panic.
 func (f *function) call(ctx context.Context, args []wire.Value) (result any, err error) {
+	if f.native != nil {
+		defer func() {
+			if p := recover(); p != nil {
+				result, err = nil, &taskError{kind: "Panic", msg: fmt.Sprint(p), stack: string(debug.Stack())}
+			}
+		}()
+		return f.native(ctx, args)
+	}
 	n := len(f.params)
 	if f.variadic {
 		if len(args) < n-1 {
@@ -100,26 +123,41 @@ func (f *function) call(ctx context.Context, args []wire.Value) (result any, err
 	} else if len(args) != n {
 		return nil, typeError("%s takes %s, got %d", f.signature(), arguments(n), len(args))
 	}
-	in := make([]reflect.Value, 0, len(args)+1)
+	if f.busy { // a call within a call: use storage of its own
+		g := *f
+		g.in, g.args, g.busy = nil, nil, false
+		return g.call(ctx, args)
+	}
+	f.busy = true
+	defer func() { f.busy = false }()
+	in := f.in[:0]
 	if f.ctx {
 		in = append(in, reflect.ValueOf(ctx))
 	}
 	for i, a := range args {
-		pt := f.paramType(i)
-		v := reflect.New(pt).Elem()
-		if pt == valueType {
+		if i == len(f.args) {
+			f.args = append(f.args, reflect.New(f.paramType(i)).Elem())
+		}
+		v := f.args[i]
+		v.SetZero() // decoding into a map or slice would otherwise merge
+		if v.Type() == valueType {
 			v.Set(reflect.ValueOf(a))
 		} else if err := a.DecodeValue(v); err != nil {
 			return nil, typeError("argument %d of %s: %v", i+1, f.signature(), err)
 		}
 		in = append(in, v)
 	}
+	f.in = in
 	defer func() {
 		if p := recover(); p != nil {
 			result, err = nil, &taskError{kind: "Panic", msg: fmt.Sprint(p), stack: string(debug.Stack())}
 		}
 	}()
 	out := f.fn.Call(in)
+	clear(in) // drop references to the arguments until the next call
+	for _, v := range f.args[:len(args)] {
+		v.SetZero()
+	}
 	if f.err {
 		if e, _ := out[len(out)-1].Interface().(error); e != nil {
 			return nil, e

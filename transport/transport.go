@@ -24,7 +24,9 @@ type Socket interface {
 	// Send queues a message and returns without waiting for the peer.
 	// On a Router, an unknown or disconnected peer gives ErrUnreachable.
 	Send(frames [][]byte) error
-	// Recv returns the next message without blocking, or ErrAgain.
+	// Recv returns the next message without blocking, or ErrAgain. The
+	// frames may be slices of one buffer whose capacity runs past their
+	// length: never append to a received frame.
 	Recv() ([][]byte, error)
 	// Close closes the socket; queued outgoing messages are dropped.
 	Close() error

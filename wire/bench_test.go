@@ -38,3 +38,31 @@ func BenchmarkDigest100MB(b *testing.B) {
 		Digest(buf)
 	}
 }
+
+func BenchmarkDecodeScalars(b *testing.B) {
+	var bufs [][]byte
+	var raws [][]byte
+	for _, v := range []any{42, 1 << 40, -7, 2.5, "hello", true, nil} {
+		r, _ := AppendValue(nil, &bufs, v)
+		raws = append(raws, r)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, r := range raws {
+			if _, err := (Value{Raw: r}).Decode(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+func BenchmarkDecodeInt(b *testing.B) {
+	r, _ := AppendValue(nil, nil, 123456)
+	b.ReportAllocs()
+	for b.Loop() {
+		var x int
+		if err := (Value{Raw: r}).DecodeInto(&x); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unsafe"
 )
 
 // Version is the protocol version this package speaks. A message of any
@@ -53,6 +54,11 @@ const (
 	Error           Type = "error"        // controller to a sender: its message was refused
 )
 
+// Batch carries several messages in one: its content lists their
+// envelopes, and its frames are theirs in order. Senders batch what is
+// queued at once, so that per-message costs are paid once.
+const Batch Type = "batch"
+
 // Engine messages to and from the controller.
 const (
 	Register      Type = "register"
@@ -69,10 +75,20 @@ var knownTypes = map[Type]bool{
 	Abort: true, AbortReply: true, Interrupt: true, InterruptReply: true,
 	Shutdown: true, ShutdownReply: true, Disconnect: true, EngineEvent: true, Error: true,
 	Register: true, RegisterReply: true, Heartbeat: true, Unregister: true,
+	Batch: true,
 }
 
 // Known reports whether t is a message type of this protocol version.
 func (t Type) Known() bool { return knownTypes[t] }
+
+// typeNamed returns the Type constant spelled b, without allocating.
+var typeNamed = func() map[string]Type {
+	m := make(map[string]Type, len(knownTypes))
+	for t := range knownTypes {
+		m[string(t)] = t
+	}
+	return m
+}()
 
 // IsWork reports whether t is a work request that engines queue.
 func (t Type) IsWork() bool {
@@ -152,17 +168,19 @@ const (
 	keyStarted   = "t0"
 	keyCompleted = "t1"
 	keyDigests   = "b"
+	keyFrames    = "bn"
 	keyContent   = "c"
 )
 
-// appendEnvelope writes the envelope of m, with the digests of its buffers.
-func appendEnvelope(dst []byte, m *Message, digests [][DigestSize]byte) []byte {
+// appendEnvelope writes the envelope of m, with the digests of its buffers
+// and, if any buffer spans several frames, each buffer's frame count.
+func appendEnvelope(dst []byte, m *Message, digests [][DigestSize]byte, counts []int) []byte {
 	h := &m.Header
 	n := 6
 	opt := []bool{
 		h.Parent != "", h.Targets != nil, h.Balanced, h.Retries != 0, h.Timeout != 0,
 		h.Engine >= 0, h.Status != "", h.Started != 0, h.Completed != 0,
-		len(digests) > 0, m.Content != nil,
+		len(digests) > 0, counts != nil, m.Content != nil,
 	}
 	for _, o := range opt {
 		if o {
@@ -228,6 +246,13 @@ func appendEnvelope(dst []byte, m *Message, digests [][DigestSize]byte) []byte {
 			b = appendBin(b, digests[i][:])
 		}
 	}
+	if counts != nil {
+		b = appendStr(b, keyFrames)
+		b = appendArrayHeader(b, len(counts))
+		for _, c := range counts {
+			b = appendUint(b, uint64(c))
+		}
+	}
 	if m.Content != nil {
 		b = appendStr(b, keyContent)
 		b = append(b, m.Content...)
@@ -251,59 +276,113 @@ const (
 	hasOther // bit for optional keys starts here
 )
 
-var optionalBits = map[string]int{
-	keyParent: 0, keyTargets: 1, keyBalanced: 2, keyRetries: 3, keyTimeout: 4,
-	keyEngine: 5, keyStatus: 6, keyStarted: 7, keyCompleted: 8, keyDigests: 9, keyContent: 10,
+// layout is how an envelope says the buffers are laid out in frames.
+type layout struct {
+	digests [][]byte // one per buffer
+	counts  []int    // frames per buffer; nil: one each
+}
+
+// frames returns the number of buffer frames the layout announces.
+func (l layout) frames() int {
+	if l.counts == nil {
+		return len(l.digests)
+	}
+	n := 0
+	for _, c := range l.counts {
+		n += c
+	}
+	return n
 }
 
 // maxTargets bounds the targets list of one message.
 const maxTargets = 1 << 20
 
+// maxFrames bounds the frames of one buffer (at the default chunk size, a
+// buffer of 64 GiB).
+const maxFrames = 1 << 20
+
 // decodeEnvelope parses an envelope. Content and digests alias env.
-func decodeEnvelope(env []byte, m *Message) (digests [][]byte, err error) {
+func decodeEnvelope(env []byte, m *Message) (_ layout, err error) {
+	var digests [][]byte
+	var counts []int
 	n, b, err := readMapHeader(env)
 	if err != nil {
-		return nil, fmt.Errorf("%w: envelope: %v", ErrMalformed, err)
+		return layout{}, fmt.Errorf("%w: envelope: %v", ErrMalformed, err)
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("%w: empty envelope", ErrMalformed)
+		return layout{}, fmt.Errorf("%w: empty envelope", ErrMalformed)
 	}
 	h := &m.Header
 	h.Engine = NoEngine
+	// The header's strings are slices of one copy of the envelope: one
+	// allocation instead of one per field.
+	envStr := string(env)
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(env)))
+	str := func(b []byte) string {
+		if len(b) == 0 {
+			return ""
+		}
+		off := int(uintptr(unsafe.Pointer(unsafe.SliceData(b))) - base)
+		return envStr[off : off+len(b)]
+	}
+	readString := func(b []byte) (string, []byte, error) {
+		sb, rest, err := readStrBytes(b)
+		return str(sb), rest, err
+	}
 	seen := 0
 	for i := range n {
 		var kb []byte
 		kb, b, err = readStrBytes(b)
 		if err != nil {
-			return nil, fmt.Errorf("%w: envelope key %d: %v", ErrMalformed, i, err)
+			return layout{}, fmt.Errorf("%w: envelope key %d: %v", ErrMalformed, i, err)
 		}
-		key := string(kb)
-		if i == 0 && key != keyVersion {
-			return nil, fmt.Errorf("%w: envelope must start with %q, found %q", ErrMalformed, keyVersion, key)
+		if i == 0 && string(kb) != keyVersion {
+			return layout{}, fmt.Errorf("%w: envelope must start with %q, found %q", ErrMalformed, keyVersion, kb)
 		}
 		bit := 0
-		switch key {
+		key := ""
+		switch string(kb) {
 		case keyVersion:
-			bit = hasVersion
+			bit, key = hasVersion, keyVersion
 		case keyID:
-			bit = hasID
+			bit, key = hasID, keyID
 		case keyType:
-			bit = hasType
+			bit, key = hasType, keyType
 		case keySession:
-			bit = hasSession
+			bit, key = hasSession, keySession
 		case keySeq:
-			bit = hasSeq
+			bit, key = hasSeq, keySeq
 		case keyTime:
-			bit = hasTime
+			bit, key = hasTime, keyTime
+		case keyParent:
+			bit, key = hasOther<<0, keyParent
+		case keyTargets:
+			bit, key = hasOther<<1, keyTargets
+		case keyBalanced:
+			bit, key = hasOther<<2, keyBalanced
+		case keyRetries:
+			bit, key = hasOther<<3, keyRetries
+		case keyTimeout:
+			bit, key = hasOther<<4, keyTimeout
+		case keyEngine:
+			bit, key = hasOther<<5, keyEngine
+		case keyStatus:
+			bit, key = hasOther<<6, keyStatus
+		case keyStarted:
+			bit, key = hasOther<<7, keyStarted
+		case keyCompleted:
+			bit, key = hasOther<<8, keyCompleted
+		case keyDigests:
+			bit, key = hasOther<<9, keyDigests
+		case keyContent:
+			bit, key = hasOther<<10, keyContent
+		case keyFrames:
+			bit, key = hasOther<<11, keyFrames
 		default:
-			o, ok := optionalBits[key]
-			if !ok {
-				return nil, fmt.Errorf("%w: unknown envelope field %q", ErrMalformed, key)
-			}
-			bit = hasOther << o
+			return layout{}, fmt.Errorf("%w: unknown envelope field %q", ErrMalformed, kb)
 		}
 		if seen&bit != 0 {
-			return nil, fmt.Errorf("%w: envelope field %q appears twice", ErrMalformed, key)
+			return layout{}, fmt.Errorf("%w: envelope field %q appears twice", ErrMalformed, key)
 		}
 		seen |= bit
 		switch key {
@@ -311,25 +390,29 @@ func decodeEnvelope(env []byte, m *Message) (digests [][]byte, err error) {
 			var v uint64
 			v, b, err = readUint(b)
 			if err != nil {
-				return nil, fieldErr(key, err)
+				return layout{}, fieldErr(key, err)
 			}
 			if v != Version {
-				return nil, fmt.Errorf("%w %d (this side speaks %d)", ErrVersion, v, Version)
+				return layout{}, fmt.Errorf("%w %d (this side speaks %d)", ErrVersion, v, Version)
 			}
 		case keyID:
-			h.ID, b, err = readStr(b)
+			h.ID, b, err = readString(b)
 		case keyType:
-			var s string
-			s, b, err = readStr(b)
-			h.Type = Type(s)
+			var tb []byte
+			tb, b, err = readStrBytes(b)
+			if t, ok := typeNamed[string(tb)]; ok {
+				h.Type = t
+			} else {
+				h.Type = Type(tb) // unknown: refused below
+			}
 		case keySession:
-			h.Session, b, err = readStr(b)
+			h.Session, b, err = readString(b)
 		case keySeq:
 			h.Seq, b, err = readUint(b)
 		case keyTime:
 			h.Time, b, err = readInt(b)
 		case keyParent:
-			h.Parent, b, err = readStr(b)
+			h.Parent, b, err = readString(b)
 		case keyTargets:
 			var k int
 			k, b, err = readArrayHeader(b)
@@ -375,11 +458,19 @@ func decodeEnvelope(env []byte, m *Message) (digests [][]byte, err error) {
 			}
 			h.Engine = int(e)
 		case keyStatus:
-			var s string
-			s, b, err = readStr(b)
-			h.Status = Status(s)
-			if err == nil && h.Status != StatusOK && h.Status != StatusError && h.Status != StatusAborted {
-				err = fmt.Errorf("unknown status %q", s)
+			var sb []byte
+			sb, b, err = readStrBytes(b)
+			switch Status(sb) {
+			case StatusOK:
+				h.Status = StatusOK
+			case StatusError:
+				h.Status = StatusError
+			case StatusAborted:
+				h.Status = StatusAborted
+			default:
+				if err == nil {
+					err = fmt.Errorf("unknown status %q", sb)
+				}
 			}
 		case keyStarted:
 			h.Started, b, err = readInt(b)
@@ -404,15 +495,35 @@ func decodeEnvelope(env []byte, m *Message) (digests [][]byte, err error) {
 					}
 				}
 			}
+		case keyFrames:
+			var k int
+			k, b, err = readArrayHeader(b)
+			if err == nil && k > len(b) {
+				err = fmt.Errorf("%d frame counts do not fit the message", k)
+			}
+			if err == nil {
+				counts = make([]int, k)
+				for j := range k {
+					var c uint64
+					c, b, err = readUint(b)
+					if err == nil && (c < 1 || c > maxFrames) {
+						err = fmt.Errorf("buffer %d spans %d frames", j, c)
+					}
+					if err != nil {
+						break
+					}
+					counts[j] = int(c)
+				}
+			}
 		case keyContent:
 			m.Content, b, err = readRaw(b)
 		}
 		if err != nil {
-			return nil, fieldErr(key, err)
+			return layout{}, fieldErr(key, err)
 		}
 	}
 	if len(b) != 0 {
-		return nil, fmt.Errorf("%w: %d bytes after the envelope", ErrMalformed, len(b))
+		return layout{}, fmt.Errorf("%w: %d bytes after the envelope", ErrMalformed, len(b))
 	}
 	const required = hasVersion | hasID | hasType | hasSession | hasSeq | hasTime
 	if seen&required != required {
@@ -421,12 +532,15 @@ func decodeEnvelope(env []byte, m *Message) (digests [][]byte, err error) {
 			key string
 		}{{hasID, keyID}, {hasType, keyType}, {hasSession, keySession}, {hasSeq, keySeq}, {hasTime, keyTime}} {
 			if seen&f.bit == 0 {
-				return nil, fmt.Errorf("%w: envelope lacks field %q", ErrMalformed, f.key)
+				return layout{}, fmt.Errorf("%w: envelope lacks field %q", ErrMalformed, f.key)
 			}
 		}
 	}
 	if !h.Type.Known() {
-		return nil, fmt.Errorf("%w %q", ErrType, h.Type)
+		return layout{}, fmt.Errorf("%w %q", ErrType, h.Type)
 	}
-	return digests, nil
+	if counts != nil && len(counts) != len(digests) {
+		return layout{}, fmt.Errorf("%w: %d frame counts for %d buffers", ErrMalformed, len(counts), len(digests))
+	}
+	return layout{digests: digests, counts: counts}, nil
 }

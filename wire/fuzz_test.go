@@ -15,21 +15,27 @@ func FuzzOpen(f *testing.F) {
 		f.Add(frames[1], []byte(nil))
 	}
 	f.Add([]byte{0x81, 0xa1, 'v', 0x01}, []byte("x"))
+	b := sampleMessage()
+	b.Buffers = nil
+	batch := s.SealRaw(Header{ID: "b-1", Session: "b", Seq: 1, Time: 1, Engine: NoEngine}, []Raw{Encode(b), Encode(b)})
+	f.Add(batch[1], []byte(nil))
 	f.Fuzz(func(t *testing.T, env, buf []byte) {
 		frames := [][]byte{append([]byte(nil), s.sign(env)...), env}
 		if buf != nil {
 			frames = append(frames, buf)
 		}
-		m, err := s.Open(frames, true)
+		msgs, err := s.OpenAll(frames, true)
 		if err != nil {
 			return
 		}
-		again, err := s.Open(s.Seal(m), true)
-		if err != nil {
-			t.Fatalf("resealed message refused: %v", err)
-		}
-		if !reflect.DeepEqual(again.Header, m.Header) {
-			t.Fatalf("header changed in a round trip:\n%+v\n%+v", m.Header, again.Header)
+		for _, m := range msgs {
+			again, err := s.Open(s.Seal(m), true)
+			if err != nil {
+				t.Fatalf("resealed message refused: %v", err)
+			}
+			if !reflect.DeepEqual(again.Header, m.Header) {
+				t.Fatalf("header changed in a round trip:\n%+v\n%+v", m.Header, again.Header)
+			}
 		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"hash"
 	"runtime"
 	"sync"
+	"unsafe"
 )
 
 // SignatureSize is the length of the signature frame: an HMAC-SHA256.
@@ -70,58 +71,65 @@ func (s *Signer) sign(env []byte) []byte {
 	return s.sum
 }
 
-// Seal encodes m as frames: signature, envelope, then each buffer. The
-// signature is the HMAC of the envelope, which lists a digest of every
-// buffer, so it covers the buffers too. Buffers are not copied.
-func (s *Signer) Seal(m *Message) [][]byte {
-	var digests [][DigestSize]byte
-	if len(m.Buffers) > 0 {
-		digests = make([][DigestSize]byte, len(m.Buffers))
-		for i, b := range m.Buffers {
-			digests[i] = Digest(b)
-		}
-	}
-	env := appendEnvelope(make([]byte, 0, 96+len(m.Content)+len(digests)*(DigestSize+2)), m, digests)
-	frames := make([][]byte, 0, 2+len(m.Buffers))
-	frames = append(frames, append([]byte(nil), s.sign(env)...), env)
-	return append(frames, m.Buffers...)
+// ChunkSize is the largest frame Seal makes of a buffer: a larger buffer
+// travels as consecutive frames of this size (the last shorter). Small
+// frames let the sender's encryption and the receiver's decryption
+// overlap; one CURVE frame of 100 MB moves at well under half the speed.
+const ChunkSize = 64 << 10
+
+// Seal encodes m as frames: signature, envelope, then each buffer, split
+// into frames of at most ChunkSize bytes. The signature is the HMAC of
+// the envelope, which lists a digest of every buffer (and how many frames
+// each spans), so it covers the buffers too. Buffers are not copied.
+func (s *Signer) Seal(m *Message) [][]byte { return s.seal(m, ChunkSize) }
+
+func (s *Signer) seal(m *Message, chunk int) [][]byte {
+	return s.SealRaw(Header{}, []Raw{encode(m, chunk)})
 }
 
-// Resign replaces the signature of sealed frames with s's own, after the
-// caller has checked them with the sender's key. The controller uses it to
-// pass a message between the client and engine keys without re-encoding.
-func (s *Signer) Resign(frames [][]byte) {
-	copy(frames[0], s.sign(frames[1]))
-}
-
-// Open checks the signature of frames and decodes them. With
-// checkBuffers, every buffer is checked against its digest; otherwise the
-// caller may do it later with CheckBuffers (an engine does, off its I/O
-// goroutine) or leave it to the receiving end (the controller relays
-// buffers without reading them). Content and Buffers alias frames.
-func (s *Signer) Open(frames [][]byte, checkBuffers bool) (*Message, error) {
+// openEnvelope checks the signature and decodes the envelope, and checks
+// that the frames after it are as many as it announces.
+func (s *Signer) openEnvelope(frames [][]byte) (*Message, layout, error) {
 	if len(frames) < 2 {
-		return nil, fmt.Errorf("%w: %d frames, want at least 2 (signature, envelope)", ErrMalformed, len(frames))
+		return nil, layout{}, fmt.Errorf("%w: %d frames, want at least 2 (signature, envelope)", ErrMalformed, len(frames))
 	}
 	sig, env := frames[0], frames[1]
 	if len(sig) != SignatureSize {
-		return nil, fmt.Errorf("%w: signature frame has %d bytes, want %d", ErrSignature, len(sig), SignatureSize)
+		return nil, layout{}, fmt.Errorf("%w: signature frame has %d bytes, want %d", ErrSignature, len(sig), SignatureSize)
 	}
 	if subtle.ConstantTimeCompare(sig, s.sign(env)) != 1 {
-		return nil, fmt.Errorf("%w: HMAC does not match the envelope", ErrSignature)
+		return nil, layout{}, fmt.Errorf("%w: HMAC does not match the envelope", ErrSignature)
 	}
 	m := new(Message)
-	digests, err := decodeEnvelope(env, m)
+	lay, err := decodeEnvelope(env, m)
+	if err != nil {
+		return nil, layout{}, err
+	}
+	if m.Type == Batch {
+		return m, lay, nil // the frames are counted message by message
+	}
+	if n := len(frames) - 2; n != lay.frames() {
+		return nil, layout{}, fmt.Errorf("%w: %d buffer frames, envelope announces %d", ErrMalformed, n, lay.frames())
+	}
+	return m, lay, nil
+}
+
+// Open checks the signature of frames, decodes them, and joins each
+// buffer's frames. With checkBuffers, every buffer is checked against its
+// digest; otherwise the caller may do it later with CheckBuffers (an
+// engine does, off its I/O goroutine). Content and single-frame buffers
+// alias frames.
+func (s *Signer) Open(frames [][]byte, checkBuffers bool) (*Message, error) {
+	m, lay, err := s.openEnvelope(frames)
 	if err != nil {
 		return nil, err
 	}
-	bufs := frames[2:]
-	if len(bufs) != len(digests) {
-		return nil, fmt.Errorf("%w: %d buffers, envelope lists %d", ErrMalformed, len(bufs), len(digests))
+	if m.Type == Batch {
+		return nil, fmt.Errorf("%w: a batch where one message was expected (use OpenAll)", ErrMalformed)
 	}
-	if len(bufs) > 0 {
-		m.Buffers = bufs
-		m.digests = digests
+	if len(lay.digests) > 0 {
+		m.digests = lay.digests
+		m.Buffers = joinBuffers(frames[2:], lay)
 	}
 	if checkBuffers {
 		if err := m.CheckBuffers(); err != nil {
@@ -129,6 +137,58 @@ func (s *Signer) Open(frames [][]byte, checkBuffers bool) (*Message, error) {
 		}
 	}
 	return m, nil
+}
+
+// joinBuffers makes each buffer of its frames, copying only buffers that
+// span several frames.
+func joinBuffers(frames [][]byte, lay layout) [][]byte {
+	if lay.counts == nil {
+		return frames
+	}
+	bufs := make([][]byte, len(lay.counts))
+	for i, n := range lay.counts {
+		switch {
+		case n == 1:
+			bufs[i] = frames[0]
+		case contiguous(frames[:n]):
+			bufs[i] = frames[0][:spanLen(frames[:n])]
+		default:
+			size := spanLen(frames[:n])
+			b := bytesOf(make([]uint64, (size+7)/8))[:0] // 8-byte aligned, for array views
+			for _, f := range frames[:n] {
+				b = append(b, f...)
+			}
+			bufs[i] = b
+		}
+		frames = frames[n:]
+	}
+	return bufs
+}
+
+func spanLen(frames [][]byte) int {
+	n := 0
+	for _, f := range frames {
+		n += len(f)
+	}
+	return n
+}
+
+// contiguous reports whether frames lie end to end within the capacity of
+// the first, so that reslicing it joins them: transports that receive a
+// message into one buffer (zmqnet) make them so.
+func contiguous(frames [][]byte) bool {
+	span := spanLen(frames)
+	if cap(frames[0]) < span {
+		return false
+	}
+	next := uintptr(unsafe.Pointer(unsafe.SliceData(frames[0])))
+	for _, f := range frames {
+		if len(f) == 0 || uintptr(unsafe.Pointer(unsafe.SliceData(f))) != next {
+			return false
+		}
+		next += uintptr(len(f))
+	}
+	return true
 }
 
 // CheckBuffers checks each buffer of a message returned by Open against

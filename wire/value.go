@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -168,6 +169,9 @@ func msgpackDecode(raw []byte, rv reflect.Value) error {
 
 // Ref reports whether v is a namespace reference, and its name.
 func (v Value) Ref() (string, bool) {
+	if len(v.Raw) == 0 || !isExtStart(v.Raw[0]) {
+		return "", false
+	}
 	t, data, rest, err := readExt(v.Raw)
 	if err != nil || t != extRef || len(rest) != 0 {
 		return "", false
@@ -279,6 +283,9 @@ var arrayType = reflect.TypeFor[Array]()
 func (v Value) DecodeValue(dst reflect.Value) error {
 	if _, ok := v.Ref(); ok {
 		return errors.New("wire: a namespace reference can only be resolved on an engine")
+	}
+	if done, err := decodeScalar(v.Raw, dst); done || err != nil {
+		return err
 	}
 	a, ok, err := v.array()
 	if err != nil {
@@ -439,4 +446,117 @@ func withArticle(kind string) string {
 		return kind
 	}
 	return "a " + kind
+}
+
+// decodeScalar decodes a MessagePack integer, float, string, bool or nil
+// into a destination of a matching basic kind (or an empty interface)
+// directly, the common case of arguments, map items and results. It
+// reports done=false, leaving dst alone, for anything else.
+func decodeScalar(raw []byte, dst reflect.Value) (done bool, err error) {
+	if len(raw) == 0 {
+		return false, nil
+	}
+	k := dst.Kind()
+	iface := k == reflect.Interface && dst.NumMethod() == 0
+	c := raw[0]
+	switch {
+	case c <= 0x7f || c >= 0xe0 || (c >= 0xcc && c <= 0xd3): // integer
+		if c == 0xcf {
+			if u, rest, err := readUint(raw); err == nil && len(rest) == 0 && u > math.MaxInt64 {
+				switch {
+				case iface:
+					dst.Set(reflect.ValueOf(u))
+				case k >= reflect.Uint && k <= reflect.Uint64 && !dst.OverflowUint(u):
+					dst.SetUint(u)
+				case k == reflect.Float64 || k == reflect.Float32:
+					dst.SetFloat(float64(u))
+				default:
+					return false, nil
+				}
+				return true, nil
+			}
+		}
+		i, rest, err := readInt(raw)
+		if err != nil || len(rest) != 0 {
+			return false, nil
+		}
+		switch {
+		case iface:
+			dst.Set(reflect.ValueOf(i))
+		case k >= reflect.Int && k <= reflect.Int64:
+			if dst.OverflowInt(i) {
+				return true, fmt.Errorf("wire: %d overflows %s", i, dst.Type())
+			}
+			dst.SetInt(i)
+		case k >= reflect.Uint && k <= reflect.Uintptr:
+			if i < 0 || dst.OverflowUint(uint64(i)) {
+				return true, fmt.Errorf("wire: %d overflows %s", i, dst.Type())
+			}
+			dst.SetUint(uint64(i))
+		case k == reflect.Float64 || k == reflect.Float32:
+			dst.SetFloat(float64(i))
+		default:
+			return false, nil
+		}
+		return true, nil
+	case c == 0xcb || c == 0xca: // float
+		var f float64
+		if c == 0xcb {
+			if len(raw) != 9 {
+				return false, nil
+			}
+			f = math.Float64frombits(binary.BigEndian.Uint64(raw[1:]))
+		} else {
+			if len(raw) != 5 {
+				return false, nil
+			}
+			f = float64(math.Float32frombits(binary.BigEndian.Uint32(raw[1:])))
+		}
+		switch {
+		case iface:
+			dst.Set(reflect.ValueOf(f))
+		case k == reflect.Float64 || k == reflect.Float32:
+			dst.SetFloat(f)
+		default:
+			return false, nil
+		}
+		return true, nil
+	case (c >= 0xa0 && c <= 0xbf) || c == 0xd9 || c == 0xda || c == 0xdb: // string
+		b, rest, err := readStrBytes(raw)
+		if err != nil || len(rest) != 0 {
+			return false, nil
+		}
+		switch {
+		case iface:
+			dst.Set(reflect.ValueOf(string(b)))
+		case k == reflect.String:
+			dst.SetString(string(b))
+		default:
+			return false, nil
+		}
+		return true, nil
+	case c == 0xc2 || c == 0xc3: // bool
+		if len(raw) != 1 {
+			return false, nil
+		}
+		switch {
+		case iface:
+			dst.Set(reflect.ValueOf(c == 0xc3))
+		case k == reflect.Bool:
+			dst.SetBool(c == 0xc3)
+		default:
+			return false, nil
+		}
+		return true, nil
+	case c == 0xc0: // nil
+		if len(raw) != 1 {
+			return false, nil
+		}
+		switch k {
+		case reflect.Interface, reflect.Pointer, reflect.Slice, reflect.Map:
+			dst.SetZero()
+			return true, nil
+		}
+	}
+	return false, nil
 }

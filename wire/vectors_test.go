@@ -16,8 +16,9 @@ var update = flag.Bool("update", false, "rewrite testdata/vectors.json")
 var vectorKey = []byte("ipcluster test vector key 000001")
 
 type vector struct {
-	name string
-	msg  *Message
+	name  string
+	msg   *Message
+	chunk int // 0: ChunkSize
 }
 
 // testVectors are the messages whose exact encoding docs/protocol.md lists.
@@ -25,29 +26,39 @@ func testVectors() []vector {
 	apply, _, _ := EncodeApply("echo", []any{"Hello, World"})
 	arr, bufs, _ := EncodePush([]string{"x"}, []any{[]float64{1.5, -2}})
 	result, _, _ := EncodeResult("Hello, World")
+	arr3, bufs3, _ := EncodePush([]string{"y"}, []any{[]float64{1, 2, 3}})
 	return []vector{
-		{"apply request to engines 0 and 1", &Message{
+		{name: "apply request to engines 0 and 1", msg: &Message{
 			Header: Header{ID: "c1-1", Type: Apply, Session: "c1", Seq: 1, Time: 1700000000000000000,
 				Targets: []int{0, 1}, Engine: NoEngine},
 			Content: apply,
 		}},
-		{"push of a float64 array", &Message{
+		{name: "push of a float64 array", msg: &Message{
 			Header: Header{ID: "c1-2", Type: Push, Session: "c1", Seq: 2, Time: 1700000000000000001,
 				Targets: []int{0}, Engine: NoEngine},
 			Content: arr, Buffers: bufs,
 		}},
-		{"task reply from engine 1", &Message{
+		{name: "task reply from engine 1", msg: &Message{
 			Header: Header{ID: "e1-9", Type: TaskReply, Session: "e1", Seq: 9, Time: 1700000000000000002,
 				Parent: "c1-1", Engine: 1, Status: StatusOK, Started: 1700000000000000003, Completed: 1700000000000000004},
 			Content: result,
 		}},
-		{"balanced apply with retries and timeout", &Message{
+		{name: "balanced apply with retries and timeout", msg: &Message{
 			Header: Header{ID: "c1-3", Type: Apply, Session: "c1", Seq: 3, Time: 1700000000000000005,
 				Balanced: true, Retries: 1, Timeout: 2 * time.Second, Engine: NoEngine},
 			Content: apply,
 		}},
+		{name: "push of a float64 array split into frames of 8 bytes", msg: &Message{
+			Header: Header{ID: "c1-4", Type: Push, Session: "c1", Seq: 4, Time: 1700000000000000006,
+				Targets: []int{0}, Engine: NoEngine},
+			Content: arr3, Buffers: bufs3,
+		}, chunk: vectorChunk},
 	}
 }
+
+// vectorChunk is the chunk size of the chunked vector: senders choose
+// it, receivers accept any.
+const vectorChunk = 8
 
 type goldenVector struct {
 	Name   string   `json:"name"`
@@ -59,7 +70,11 @@ func TestVectors(t *testing.T) {
 	var got []goldenVector
 	for _, v := range testVectors() {
 		g := goldenVector{Name: v.name}
-		for _, f := range s.Seal(v.msg) {
+		chunk := v.chunk
+		if chunk == 0 {
+			chunk = ChunkSize
+		}
+		for _, f := range s.seal(v.msg, chunk) {
 			g.Frames = append(g.Frames, hex.EncodeToString(f))
 		}
 		got = append(got, g)

@@ -83,8 +83,8 @@ func TestOpenRefuses(t *testing.T) {
 		{"wrong key", NewSigner([]byte("another key")).Seal(sampleMessage()), ErrSignature, "HMAC"},
 		{"tampered envelope", func() [][]byte { f := seal(func(*Message) {}); f[1][3] ^= 1; return f }(), ErrSignature, "HMAC"},
 		{"tampered buffer", func() [][]byte { f := seal(func(*Message) {}); f[2][0] ^= 1; return f }(), ErrSignature, "buffer 0"},
-		{"missing buffer", func() [][]byte { f := seal(func(*Message) {}); return f[:3] }(), ErrMalformed, "1 buffers, envelope lists 2"},
-		{"extra buffer", func() [][]byte { f := seal(func(*Message) {}); return append(f, []byte("x")) }(), ErrMalformed, "3 buffers"},
+		{"missing buffer", func() [][]byte { f := seal(func(*Message) {}); return f[:3] }(), ErrMalformed, "1 buffer frames, envelope announces 2"},
+		{"extra buffer", func() [][]byte { f := seal(func(*Message) {}); return append(f, []byte("x")) }(), ErrMalformed, "3 buffer frames, envelope announces 2"},
 		{"version 2", reseal(envWith("v", 2, "id", "x")), ErrVersion, "version 2"},
 		{"version not first", reseal(envWith("id", "x", "v", 1)), ErrMalformed, `must start with "v"`},
 		{"unknown type", reseal(envWith(append(base[:4:4], "t", "frobnicate", "s", "s", "n", 1, "ts", 5)...)), ErrType, "frobnicate"},
@@ -111,18 +111,73 @@ func TestOpenRefuses(t *testing.T) {
 	}
 }
 
-func TestResign(t *testing.T) {
-	client, engine := NewSigner([]byte("client key")), NewSigner([]byte("engine key"))
-	frames := client.Seal(sampleMessage())
-	if _, err := client.Open(frames, false); err != nil {
+func TestChunkedBuffers(t *testing.T) {
+	s := NewSigner(testKey)
+	data := []byte("0123456789abcdefghij") // 20 bytes: frames of 8, 8, 4
+	m := &Message{Header: Header{ID: "x-1", Type: Push, Session: "x", Seq: 1, Time: 1, Targets: []int{0}, Engine: NoEngine},
+		Buffers: [][]byte{[]byte("small"), data, {}}}
+	frames := s.seal(m, 8)
+	if len(frames) != 2+1+3+1 {
+		t.Fatalf("%d frames, want 7", len(frames))
+	}
+	for i, want := range []string{"small", "01234567", "89abcdef", "ghij", ""} {
+		if string(frames[2+i]) != want {
+			t.Errorf("frame %d = %q, want %q", 2+i, frames[2+i], want)
+		}
+	}
+	got, err := NewSigner(testKey).Open(frames, true)
+	if err != nil {
 		t.Fatal(err)
 	}
-	engine.Resign(frames)
-	if _, err := client.Open(frames, true); !errors.Is(err, ErrSignature) {
-		t.Fatalf("old key still accepted: %v", err)
+	if len(got.Buffers) != 3 || string(got.Buffers[1]) != string(data) || string(got.Buffers[0]) != "small" {
+		t.Fatalf("joined buffers %q", got.Buffers)
 	}
-	if _, err := engine.Open(frames, true); err != nil {
-		t.Fatalf("new key refused: %v", err)
+	if uintptr(unsafePointer(&got.Buffers[1][0]))%8 != 0 {
+		t.Error("a joined buffer is not 8-byte aligned")
+	}
+	// Frames received into one buffer, as zmqnet receives them, are
+	// joined by reslicing: no copy.
+	one := make([]byte, 0, 256)
+	var shared [][]byte
+	for _, f := range frames {
+		start := len(one)
+		one = append(one, f...)
+		shared = append(shared, one[start:len(one)])
+	}
+	got, err = NewSigner(testKey).Open(shared, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &got.Buffers[1][0] != &shared[3][0] || string(got.Buffers[1]) != string(data) {
+		t.Error("contiguous frames were copied to be joined")
+	}
+	// The relay path checks the layout but leaves the frames alone.
+	_, rel, err := NewSigner(testKey).OpenRelay(frames)
+	if err != nil || len(rel) != 1 || rel[0].Buffers != nil || rel[0].ID != "x-1" || len(rel[0].Frames) != 5 {
+		t.Fatalf("OpenRelay = %+v, %v", rel, err)
+	}
+	if _, _, err := NewSigner(testKey).OpenRelay(frames[:6]); !errors.Is(err, ErrMalformed) {
+		t.Errorf("a missing frame passed the relay check: %v", err)
+	}
+	// Tampering with one piece is caught.
+	frames[4][0] ^= 1
+	if _, err := NewSigner(testKey).Open(frames, true); !errors.Is(err, ErrSignature) {
+		t.Errorf("tampered piece: %v", err)
+	}
+	// Frame counts that do not describe the buffers are refused.
+	for _, bad := range [][]any{{0, 1, 1}, {1, 1}} {
+		envs := [][]any{{"v", 1, "id", "x", "t", "push", "s", "s", "n", 1, "ts", 5, "b", [][]byte{make([]byte, 32), make([]byte, 32), make([]byte, 32)}, "bn", bad}}
+		for _, pairs := range envs {
+			b := appendMapHeader(nil, len(pairs)/2)
+			for i := 0; i < len(pairs); i += 2 {
+				b = appendStr(b, pairs[i].(string))
+				b = append(b, mustMsgpack(pairs[i+1])...)
+			}
+			fr := [][]byte{append([]byte(nil), s.sign(b)...), b, {}, {}, {}}
+			if _, err := s.Open(fr, false); !errors.Is(err, ErrMalformed) {
+				t.Errorf("frame counts %v: %v", bad, err)
+			}
+		}
 	}
 }
 

@@ -31,6 +31,9 @@ func run(args []string, opts options) int {
 	defer stop()
 	// After the first signal starts an orderly stop, a second one kills.
 	context.AfterFunc(ctx, stop)
+	if len(args) > 0 && args[0] != "help" && args[0] != "completion" {
+		defer startProfile(args[0])()
+	}
 	root := newRoot(opts)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {

@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -132,7 +131,7 @@ func (n *Network) Bind(endpoint string, sec *transport.ServerSecurity) (transpor
 	if err != nil {
 		return fail("endpoint", err)
 	}
-	return &socket{s: s}, bound, nil
+	return &socket{s: s, r: newReceiver(s)}, bound, nil
 }
 
 // Dial implements transport.Network.
@@ -178,7 +177,7 @@ func (n *Network) Dial(endpoint string, id []byte, sec *transport.ClientSecurity
 	if err := s.Connect(endpoint); err != nil {
 		return fail("connect", err)
 	}
-	return &socket{s: s}, nil
+	return &socket{s: s, r: newReceiver(s)}, nil
 }
 
 // commonOptions applies what every socket gets.
@@ -278,6 +277,7 @@ func (n *Network) Close() error {
 
 type socket struct {
 	s      *zmq.Socket
+	r      *receiver
 	closed bool
 }
 
@@ -304,14 +304,7 @@ func (s *socket) Recv() ([][]byte, error) {
 	if s.closed {
 		return nil, transport.ErrClosed
 	}
-	msg, err := s.s.RecvMessageBytes(zmq.DONTWAIT)
-	if err != nil {
-		if zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) {
-			return nil, transport.ErrAgain
-		}
-		return nil, fmt.Errorf("zmqnet: recv: %w", err)
-	}
-	return msg, nil
+	return s.r.recv()
 }
 
 func (s *socket) Close() error {
@@ -319,6 +312,7 @@ func (s *socket) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.r.close()
 	return s.s.Close()
 }
 

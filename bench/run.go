@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// run measures everything and returns the report.
+func (b *bench) run() (*Report, error) {
+	mode := "full"
+	if b.smoke {
+		mode = "smoke"
+	}
+	rep := &Report{Date: b.date, Mode: mode, Runs: b.runs, Machine: machine()}
+	rows := newRows()
+	rep.Rows = rows.list
+
+	if b.wants("limits") || b.only == nil {
+		b.limits(rows)
+	}
+	if err := b.ours(rows); err != nil {
+		return nil, err
+	}
+	if b.peers {
+		rep.Peers = b.runPeers(rows)
+	} else {
+		rep.Peers = map[string]string{}
+		for _, p := range peerOrder {
+			rep.Peers[p] = "not run (-peers=false)"
+		}
+	}
+	for _, r := range rep.Rows {
+		r.judge()
+	}
+	return rep, nil
+}
+
+// rowSet holds the rows by key, in table order.
+type rowSet struct {
+	list  []*Row
+	byKey map[string]*Row
+}
+
+func (s *rowSet) get(key string) *Row { return s.byKey[key] }
+
+func newRows() *rowSet {
+	s := &rowSet{byKey: map[string]*Row{}}
+	add := func(key string, r *Row) {
+		r.Ours, r.Peers = &Series{}, map[string]*Series{}
+		s.list = append(s.list, r)
+		s.byKey[key] = r
+	}
+	yes := func(t string, against string, bound float64) Target {
+		return Target{Against: against, Bound: bound, Text: t}
+	}
+	add("rtt50", &Row{Workload: "1 direct apply round trip", Metric: "p50 µs", LimitOf: "relay (CURVE)",
+		Targets: []Target{yes("≤ 1.2× limit", "limit", 1.2), yes("≥ 8× ipyparallel", "ipyparallel", 8)}})
+	add("rtt99", &Row{Workload: "1 direct apply round trip", Metric: "p99 µs", LimitOf: "relay (CURVE)"})
+	add("lb", &Row{Workload: "2 load-balanced no-op tasks", Metric: "tasks/s", Higher: true, LimitOf: "pipelined relay (CURVE)",
+		Targets: []Target{yes("≥ 0.5× limit", "limit", 0.5), yes("≥ 100× ipyparallel", "ipyparallel", 100),
+			yes("≥ 10× mpi4py.futures", "mpi4py.futures", 10)}})
+	add("map", &Row{Workload: "3 chunked map, small items", Metric: "items/s", Higher: true,
+		Targets: []Target{yes("≥ 2,000,000 items/s", "", 2e6)}})
+	add("push", &Row{Workload: "4 push 100 MB float64", Metric: "GB/s", Higher: true, LimitOf: "one hop (CURVE)",
+		Targets: []Target{yes("≥ 0.8× limit", "limit", 0.8)}})
+	add("pull", &Row{Workload: "4 pull 100 MB float64", Metric: "GB/s", Higher: true, LimitOf: "one hop (CURVE)",
+		Targets: []Target{yes("≥ 0.8× limit", "limit", 0.8)}})
+	add("startup", &Row{Workload: "5 start 4 engines", Metric: "s",
+		Targets: []Target{yes("≤ 0.5 s", "", 0.5)}})
+	add("shell", &Row{Workload: "6 shell farm, 1000 × sh -c true", Metric: "s", LimitOf: "xargs -P2",
+		Targets: []Target{yes("≤ 1.3× limit", "limit", 1.3), yes("faster than GNU parallel", "GNU parallel", 1)}})
+	add("register", &Row{Workload: "7 register 1000 engines", Metric: "s",
+		Targets: []Target{yes("≤ 2 s", "", 2)}})
+	add("apply1000", &Row{Workload: "7 1 KB apply to 1000 engines", Metric: "ms",
+		Targets: []Target{yes("≤ 50 ms", "", 50)}})
+	return s
+}
+
+// limits measures the transport limits.
+func (b *bench) limits(rows *rowSet) {
+	progress("transport limits")
+	rttN, pipeN := b.size(3000, 100), b.size(100000, 1000)
+	plain50, plainPipe := &Series{}, &Series{}
+	for _, curve := range []bool{true, false} {
+		for range b.runs {
+			r := startRelay(curve, 1)
+			lat := r.rtt(rttN)
+			r.close()
+			r = startRelay(curve, 2)
+			tp := r.pipelined(pipeN, 1000)
+			r.close()
+			if curve {
+				rows.get("rtt50").limit(median(lat), rttN)
+				rows.get("rtt99").limit(percentile(lat, 99), rttN)
+				rows.get("lb").limit(tp, pipeN)
+			} else {
+				plain50.Samples = append(plain50.Samples, median(lat))
+				plainPipe.Samples = append(plainPipe.Samples, tp)
+			}
+		}
+	}
+	rows.get("rtt50").Limit.Note = fmt.Sprintf("a relay without CURVE: %s µs", cell(plain50))
+	rows.get("lb").Limit.Note = fmt.Sprintf("a relay without CURVE: %s round trips/s", cell(plainPipe))
+	size := b.size(100<<20, 1<<20)
+	hopCurve := hop(true, size, b.runs)
+	hopPlain := hop(false, size, b.runs)
+	mc := memcpy(size, b.runs)
+	for _, k := range []string{"push", "pull"} {
+		for _, v := range hopCurve {
+			rows.get(k).limit(v, size)
+		}
+		rows.get(k).Limit.Note = fmt.Sprintf("one hop without CURVE: %s GB/s; memcpy: %s GB/s",
+			cell(&Series{Samples: hopPlain}), cell(&Series{Samples: mc}))
+	}
+	n := b.size(1000, 20)
+	for range b.runs {
+		d, err := shellLimit(n, "xargs -P2 -n1 sh -c true")
+		rows.get("shell").limitOrError(d, n, err)
+	}
+}
+
+func (r *Row) limit(v float64, n int) {
+	if r.Limit == nil {
+		r.Limit = &Series{}
+	}
+	r.Limit.Samples = append(r.Limit.Samples, v)
+	r.Limit.N = n
+}
+
+func (r *Row) limitOrError(v float64, n int, err error) {
+	if err != nil {
+		if r.Limit == nil {
+			r.Limit = &Series{}
+		}
+		r.Limit.Error = err.Error()
+		return
+	}
+	r.limit(v, n)
+}
+
+func (s *Series) add(v float64, n int, err error) {
+	if err != nil {
+		s.Error = err.Error()
+		return
+	}
+	s.Samples = append(s.Samples, v)
+	s.N = n
+}
+
+// ours measures ipcluster.
+func (b *bench) ours(rows *rowSet) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	if b.wants("1") || b.wants("2") || b.wants("3") || b.wants("4") || b.wants("6") {
+		progress("ipcluster: workloads 1-4 and 6 on a cluster of 2 engines")
+		c, err := b.startCluster(2)
+		if err != nil {
+			return err
+		}
+		defer c.stop()
+		cl := c.client
+		warm := func() { ipRTT(ctx, cl, 100); ipLB(ctx, cl, 1000) }
+		warm()
+		for range b.runs {
+			if b.wants("1") {
+				n := b.size(2000, 50)
+				p50, p99, err := ipRTT(ctx, cl, n)
+				rows.get("rtt50").Ours.add(p50, n, err)
+				rows.get("rtt99").Ours.add(p99, n, err)
+			}
+			if b.wants("2") {
+				n := b.size(20000, 200)
+				v, err := ipLB(ctx, cl, n)
+				rows.get("lb").Ours.add(v, n, err)
+			}
+			if b.wants("3") {
+				n := b.size(1000000, 10000)
+				v, err := ipMap(ctx, cl, n)
+				rows.get("map").Ours.add(v, n, err)
+				rows.get("map").Ours.Note = "echo (returns its argument) over ints, automatic chunking"
+			}
+			if b.wants("4") {
+				size := b.size(100<<20, 1<<20)
+				push, pull, err := ipPushPull(ctx, cl, size)
+				rows.get("push").Ours.add(push, size, err)
+				rows.get("pull").Ours.add(pull, size, err)
+			}
+			if b.wants("6") {
+				n := b.size(1000, 20)
+				v, err := ipShellFarm(ctx, cl, n)
+				rows.get("shell").Ours.add(v, n, err)
+			}
+		}
+	}
+	if b.wants("5") {
+		progress("ipcluster: startup")
+		for range b.runs {
+			v, err := b.ipStartup(4)
+			rows.get("startup").Ours.add(v, 4, err)
+		}
+	}
+	if b.wants("7") {
+		hosts, per := b.size(10, 2), b.size(100, 10)
+		progress("ipcluster: %d engines in %d processes", hosts*per, hosts)
+		reg, apply, err := b.ipScale(hosts, per, b.runs)
+		rows.get("register").Ours.add(reg, hosts*per, err)
+		for _, a := range apply {
+			rows.get("apply1000").Ours.add(a, hosts*per, nil)
+		}
+		if err != nil {
+			rows.get("apply1000").Ours.Error = err.Error()
+		}
+		if b.smoke {
+			rows.get("register").Ours.Note = fmt.Sprintf("smoke: %d engines", hosts*per)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,316 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ipcluster/ipcluster/client"
+	"github.com/ipcluster/ipcluster/engine"
+	"github.com/ipcluster/ipcluster/wire"
+)
+
+// cluster is an ipcluster cluster started with the ipcluster command, as
+// a user starts one: controller and engines are separate processes.
+type cluster struct {
+	bin    string
+	env    []string
+	client *client.Client
+	dir    string
+}
+
+// startCluster runs `ipcluster start -n N --daemon` in a private profile
+// directory and connects a client.
+func (b *bench) startCluster(n int) (*cluster, error) {
+	dir, err := os.MkdirTemp("", "ipbench-")
+	if err != nil {
+		return nil, err
+	}
+	c := &cluster{bin: b.bin, dir: dir, env: append(b.clusterEnv(), "IPCLUSTER_DIR="+dir, "IPCLUSTER_PROFILE=bench")}
+	if out, err := c.run("start", "-n", fmt.Sprint(n), "--daemon"); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("ipcluster start: %v: %s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.client, err = client.Connect(ctx, client.Options{ConnectionFile: filepath.Join(dir, "bench", "security", "client.json")})
+	if err != nil {
+		c.stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *cluster) run(args ...string) (string, error) {
+	cmd := exec.Command(c.bin, args...)
+	cmd.Env = append(os.Environ(), c.env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (c *cluster) stop() {
+	if c.client != nil {
+		c.client.Close()
+	}
+	c.run("stop")
+	os.RemoveAll(c.dir)
+}
+
+// ipRTT measures n sequential direct applies of noop on engine 0:
+// p50 and p99 in microseconds.
+func ipRTT(ctx context.Context, c *client.Client, n int) (p50, p99 float64, err error) {
+	dv := c.DirectView(client.Engines(c.IDs()[0]))
+	lat := make([]float64, 0, n)
+	for range n {
+		t0 := time.Now()
+		r, err := dv.Apply(ctx, "noop")
+		if err != nil {
+			return 0, 0, err
+		}
+		if _, err := r.Value(ctx); err != nil {
+			return 0, 0, err
+		}
+		lat = append(lat, float64(time.Since(t0).Nanoseconds())/1e3)
+	}
+	return median(lat), percentile(lat, 99), nil
+}
+
+// ipLB submits n noop tasks, one per submission, then waits for all:
+// tasks per second.
+func ipLB(ctx context.Context, c *client.Client, n int) (float64, error) {
+	lv := c.LoadBalancedView()
+	rs := make([]*client.AsyncResult, n)
+	t0 := time.Now()
+	for i := range rs {
+		var err error
+		if rs[i], err = lv.Apply(ctx, "noop"); err != nil {
+			return 0, err
+		}
+	}
+	for _, r := range rs {
+		if _, err := r.Value(ctx); err != nil {
+			return 0, err
+		}
+	}
+	return float64(n) / time.Since(t0).Seconds(), nil
+}
+
+// ipMap maps echo over n small ints with automatic chunking: items per second.
+func ipMap(ctx context.Context, c *client.Client, n int) (float64, error) {
+	items := make([]int, n)
+	for i := range items {
+		items[i] = i
+	}
+	t0 := time.Now()
+	m, err := c.LoadBalancedView().Map(ctx, "echo", items)
+	if err != nil {
+		return 0, err
+	}
+	got, err := m.Get(ctx)
+	if err != nil {
+		return 0, err
+	}
+	d := time.Since(t0)
+	if len(got) != n || got[n-1] != int64(n-1) {
+		return 0, errors.New("map returned wrong results")
+	}
+	return float64(n) / d.Seconds(), nil
+}
+
+// ipPushPull pushes a float64 array of size bytes to engine 0 and pulls it
+// back: GB/s each way.
+func ipPushPull(ctx context.Context, c *client.Client, size int) (push, pull float64, err error) {
+	dv := c.DirectView(client.Engines(c.IDs()[0]))
+	data := make([]float64, size/8)
+	for i := range data {
+		data[i] = float64(i)
+	}
+	t0 := time.Now()
+	r, err := dv.Push(ctx, map[string]any{"x": data})
+	if err != nil {
+		return 0, 0, err
+	}
+	if _, err := r.Get(ctx); err != nil {
+		return 0, 0, err
+	}
+	push = float64(size) / time.Since(t0).Seconds() / 1e9
+	t0 = time.Now()
+	r, err = dv.Pull(ctx, "x")
+	if err != nil {
+		return 0, 0, err
+	}
+	back, err := client.Result[[]float64](ctx, r)
+	if err != nil {
+		return 0, 0, err
+	}
+	pull = float64(size) / time.Since(t0).Seconds() / 1e9
+	if len(back) != len(data) || back[len(back)-1] != data[len(data)-1] {
+		return 0, 0, errors.New("pulled data differs")
+	}
+	return push, pull, nil
+}
+
+// ipStartup times `ipcluster start -n engines --daemon`, which returns once
+// every engine has registered: seconds.
+func (b *bench) ipStartup(engines int) (float64, error) {
+	dir, err := os.MkdirTemp("", "ipbench-start-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	c := &cluster{bin: b.bin, dir: dir, env: append(b.clusterEnv(), "IPCLUSTER_DIR="+dir, "IPCLUSTER_PROFILE=bench")}
+	t0 := time.Now()
+	out, err := c.run("start", "-n", fmt.Sprint(engines), "--daemon")
+	d := time.Since(t0)
+	c.run("stop")
+	if err != nil {
+		return 0, fmt.Errorf("ipcluster start: %v: %s", err, out)
+	}
+	return d.Seconds(), nil
+}
+
+// ipShellFarm runs n `sh -c true` through the sh builtin as a
+// load-balanced map: seconds.
+func ipShellFarm(ctx context.Context, c *client.Client, n int) (float64, error) {
+	cmds := make([]string, n)
+	for i := range cmds {
+		cmds[i] = "true"
+	}
+	t0 := time.Now()
+	m, err := c.LoadBalancedView().Map(ctx, "sh", cmds)
+	if err != nil {
+		return 0, err
+	}
+	res, err := client.Collect[engine.ShellResult](ctx, m)
+	if err != nil {
+		return 0, err
+	}
+	d := time.Since(t0)
+	for _, r := range res {
+		if r.Exit != 0 {
+			return 0, fmt.Errorf("sh true exited %d", r.Exit)
+		}
+	}
+	return d.Seconds(), nil
+}
+
+// shellLimit times n `sh -c true` run two at a time by a command line.
+func shellLimit(n int, command string) (float64, error) {
+	cmd := exec.Command("/bin/sh", "-c", fmt.Sprintf("seq %d | %s", n, command))
+	t0 := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("%s: %v: %s", command, err, out)
+	}
+	return time.Since(t0).Seconds(), nil
+}
+
+// ipScale starts a controller, then engines in hosts processes of perHost
+// engines each: the seconds until all are registered, and the
+// milliseconds a 1 KB direct apply to all takes (runs times).
+func (b *bench) ipScale(hosts, perHost, runs int) (register float64, apply []float64, err error) {
+	dir, err := os.MkdirTemp("", "ipbench-scale-")
+	if err != nil {
+		return 0, nil, err
+	}
+	defer os.RemoveAll(dir)
+	env := append(b.clusterEnv(), "IPCLUSTER_DIR="+dir, "IPCLUSTER_PROFILE=bench")
+	ctrl := exec.Command(b.bin, "controller")
+	ctrl.Env = append(os.Environ(), env...)
+	ctrlOut := &strings.Builder{}
+	ctrl.Stdout = ctrlOut
+	if err := ctrl.Start(); err != nil {
+		return 0, nil, err
+	}
+	defer func() { ctrl.Process.Signal(os.Interrupt); ctrl.Wait() }()
+	engineFile := filepath.Join(dir, "bench", "security", "engine.json")
+	clientFile := filepath.Join(dir, "bench", "security", "client.json")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(clientFile); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, nil, fmt.Errorf("the controller did not start: %s", ctrlOut)
+		}
+	}
+	ci, err := wire.ReadConnectionFile(engineFile)
+	if err != nil {
+		return 0, nil, err
+	}
+	conn, _ := ci.Marshal()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	c, err := client.Connect(ctx, client.Options{ConnectionFile: clientFile})
+	if err != nil {
+		return 0, nil, err
+	}
+	defer c.Close()
+
+	self, _ := os.Executable()
+	total := hosts * perHost
+	t0 := time.Now()
+	var hostCmds []*exec.Cmd
+	defer func() {
+		for _, h := range hostCmds {
+			h.Process.Signal(os.Interrupt)
+			h.Wait()
+		}
+	}()
+	for range hosts {
+		h := exec.Command(self, "engines-host", fmt.Sprint(perHost))
+		h.Env = append(os.Environ(), engine.ConnectionEnv+"="+string(conn))
+		h.Stderr = os.Stderr
+		if err := h.Start(); err != nil {
+			return 0, nil, err
+		}
+		hostCmds = append(hostCmds, h)
+	}
+	for {
+		engines, err := c.Engines(ctx)
+		if err != nil {
+			return 0, nil, err
+		}
+		if len(engines) >= total {
+			break
+		}
+		time.Sleep(2 * time.Millisecond) // polling a condition
+	}
+	register = time.Since(t0).Seconds()
+	payload := make([]byte, 1024)
+	for range runs + 1 {
+		t0 := time.Now()
+		res, err := c.Apply(ctx, "echo", []any{payload}, client.Targets(client.All))
+		if err != nil {
+			return 0, nil, err
+		}
+		if len(res) != total {
+			return 0, nil, fmt.Errorf("%d replies from %d engines", len(res), total)
+		}
+		apply = append(apply, float64(time.Since(t0).Nanoseconds())/1e6)
+	}
+	return register, apply[1:], nil // the first apply warms up
+}
+
+// runEnginesHost is the engines-host role: n engines in one process,
+// sharing one ZeroMQ context, until interrupted.
+func runEnginesHost(n int) {
+	ctx, cancel := signalContext()
+	defer cancel()
+	net, err := zmqNetwork()
+	must(err)
+	done := make(chan error, n)
+	for range n {
+		e, err := engine.New(engine.Options{Network: net, Timeout: time.Minute})
+		must(err)
+		go func() { done <- e.Run(ctx) }()
+	}
+	for range n {
+		<-done
+	}
+	net.Close()
+}

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime/pprof"
+)
+
+// cpuProfileEnv, when set to a path prefix, makes every ipcluster process
+// (the supervisor with its controller, and each engine) write a CPU
+// profile to <prefix>.<command>.<pid>.prof until it exits. The benchmarks
+// use it to show where the time goes.
+const cpuProfileEnv = "IPCLUSTER_CPUPROFILE"
+
+// startProfile starts the CPU profile if asked, and returns its stop.
+func startProfile(command string) func() {
+	prefix := os.Getenv(cpuProfileEnv)
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%s.%d.prof", prefix, command, os.Getpid()))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ipcluster: cpu profile:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "ipcluster: cpu profile:", err)
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}

@@ -1,0 +1,120 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+)
+
+func batchOf(t *testing.T, s *Signer, ms ...*Message) [][]byte {
+	t.Helper()
+	var raws []Raw
+	for _, m := range ms {
+		raws = append(raws, encode(m, 8))
+	}
+	return s.SealRaw(Header{ID: "b-1", Session: "b", Seq: 1, Time: 1, Engine: NoEngine}, raws)
+}
+
+func TestBatch(t *testing.T) {
+	s := NewSigner(testKey)
+	a := sampleMessage()
+	b := &Message{Header: Header{ID: "s1-2", Type: Push, Session: "s1", Seq: 8, Time: 2, Targets: []int{1}, Engine: NoEngine},
+		Buffers: [][]byte{[]byte("twenty bytes of data")}}
+	c := &Message{Header: Header{ID: "s1-3", Type: Clear, Session: "s1", Seq: 9, Time: 3, Targets: []int{1}, Engine: NoEngine}}
+	frames := batchOf(t, s, a, b, c)
+	// a: 2 buffers of 3 and 0 bytes; b: one buffer in 3 frames; c: none.
+	if len(frames) != 2+2+3 {
+		t.Fatalf("%d frames", len(frames))
+	}
+	msgs, err := NewSigner(testKey).OpenAll(frames, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 3 {
+		t.Fatalf("%d messages", len(msgs))
+	}
+	for i, want := range []*Message{a, b, c} {
+		if !reflect.DeepEqual(msgs[i].Header, want.Header) {
+			t.Errorf("message %d header\n got %+v\nwant %+v", i, msgs[i].Header, want.Header)
+		}
+		if len(msgs[i].Buffers) != len(want.Buffers) {
+			t.Fatalf("message %d has %d buffers", i, len(msgs[i].Buffers))
+		}
+		for j := range want.Buffers {
+			if !bytes.Equal(msgs[i].Buffers[j], want.Buffers[j]) {
+				t.Errorf("message %d buffer %d = %q", i, j, msgs[i].Buffers[j])
+			}
+		}
+	}
+	// The relay view keeps each envelope as encoded, with its frames.
+	batch, relayed, err := NewSigner(testKey).OpenRelay(frames)
+	if err != nil || batch == nil || batch.Type != Batch || batch.ID != "b-1" || len(relayed) != 3 {
+		t.Fatalf("OpenRelay = %v, %d, %v", batch, len(relayed), err)
+	}
+	if !bytes.Equal(relayed[0].Env, encode(a, 8).Env) || len(relayed[1].Frames) != 3 || relayed[2].Frames != nil && len(relayed[2].Frames) != 0 {
+		t.Errorf("relayed raw messages differ from what was sealed")
+	}
+	// Re-batched for another side, unchanged.
+	again := NewSigner([]byte("other key")).SealRaw(Header{ID: "k-1", Session: "k", Seq: 1, Time: 1, Engine: NoEngine},
+		[]Raw{relayed[2].Raw, relayed[0].Raw})
+	out, err := NewSigner([]byte("other key")).OpenAll(again, true)
+	if err != nil || len(out) != 2 || out[0].ID != "s1-3" || string(out[1].Buffers[0]) != "abc" {
+		t.Fatalf("re-batched: %v, %v", out, err)
+	}
+	// One message is sent as itself.
+	single := s.SealRaw(Header{}, []Raw{Encode(c)})
+	if m, err := s.Open(single, true); err != nil || m.ID != "s1-3" {
+		t.Fatalf("a batch of one: %v, %v", m, err)
+	}
+	if _, err := s.Open(frames, true); !errors.Is(err, ErrMalformed) {
+		t.Errorf("Open of a batch: %v", err)
+	}
+}
+
+func TestBatchRefused(t *testing.T) {
+	s := NewSigner(testKey)
+	a, b := sampleMessage(), sampleMessage()
+	b.ID = "s1-9"
+	good := batchOf(t, s, a, b)
+	tests := []struct {
+		name   string
+		frames func() [][]byte
+		want   error
+	}{
+		{"tampered inner envelope", func() [][]byte {
+			f := cloneFrames(good)
+			f[1][len(f[1])-5] ^= 1
+			return f
+		}, ErrSignature},
+		{"tampered buffer", func() [][]byte { f := cloneFrames(good); f[2][0] ^= 1; return f }, ErrSignature},
+		{"missing frame", func() [][]byte { return good[:len(good)-1] }, ErrMalformed},
+		{"extra frame", func() [][]byte { return append(cloneFrames(good), []byte("x")) }, ErrMalformed},
+		{"batch in a batch", func() [][]byte {
+			inner := &Message{Header: Header{ID: "i", Type: Batch, Session: "s", Seq: 1, Time: 1, Engine: NoEngine},
+				Content: mustMsgpack(map[string]any{"m": [][]byte{{0x80}}})}
+			return batchOf(t, s, inner, a)
+		}, ErrMalformed},
+		{"empty batch", func() [][]byte {
+			m := &Message{Header: Header{ID: "e", Type: Batch, Session: "s", Seq: 1, Time: 1, Engine: NoEngine},
+				Content: mustMsgpack(map[string]any{"m": [][]byte{}})}
+			return s.Seal(m)
+		}, ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := NewSigner(testKey).OpenAll(tt.frames(), true)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func cloneFrames(frames [][]byte) [][]byte {
+	out := make([][]byte, len(frames))
+	for i, f := range frames {
+		out[i] = bytes.Clone(f)
+	}
+	return out
+}
