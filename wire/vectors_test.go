@@ -18,8 +18,12 @@ var vectorKey = []byte("ipcluster test vector key 000001")
 type vector struct {
 	name  string
 	msg   *Message
-	chunk int // 0: ChunkSize
+	chunk int      // 0: ChunkSize
+	batch []Header // if set, msg and these headers' messages are sealed as a batch with header batchHeader
 }
+
+// batchHeader is the envelope header of the batch vector.
+var batchHeader = Header{ID: "c1-5", Session: "c1", Seq: 5, Time: 1700000000000000007, Engine: NoEngine}
 
 // testVectors are the messages whose exact encoding docs/protocol.md lists.
 func testVectors() []vector {
@@ -53,6 +57,12 @@ func testVectors() []vector {
 				Targets: []int{0}, Engine: NoEngine},
 			Content: arr3, Buffers: bufs3,
 		}, chunk: vectorChunk},
+		{name: "a batch of two pull requests", msg: &Message{
+			Header:  Header{ID: "c1-6", Type: Pull, Session: "c1", Seq: 6, Time: 1700000000000000008, Targets: []int{0}, Engine: NoEngine},
+			Content: EncodePull([]string{"x"}),
+		}, batch: []Header{
+			{ID: "c1-7", Type: Pull, Session: "c1", Seq: 7, Time: 1700000000000000009, Targets: []int{1}, Engine: NoEngine},
+		}},
 	}
 }
 
@@ -74,7 +84,15 @@ func TestVectors(t *testing.T) {
 		if chunk == 0 {
 			chunk = ChunkSize
 		}
-		for _, f := range s.seal(v.msg, chunk) {
+		frames := s.seal(v.msg, chunk)
+		if v.batch != nil {
+			raws := []Raw{encode(v.msg, chunk)}
+			for _, h := range v.batch {
+				raws = append(raws, encode(&Message{Header: h, Content: EncodePull([]string{"y"})}, chunk))
+			}
+			frames = s.SealRaw(batchHeader, raws)
+		}
+		for _, f := range frames {
 			g.Frames = append(g.Frames, hex.EncodeToString(f))
 		}
 		got = append(got, g)
@@ -116,7 +134,7 @@ func TestVectors(t *testing.T) {
 			b, _ := hex.DecodeString(h)
 			frames = append(frames, b)
 		}
-		if _, err := NewSigner(vectorKey).Open(frames, true); err != nil {
+		if _, err := NewSigner(vectorKey).OpenAll(frames, true); err != nil {
 			t.Errorf("%s: golden frames refused: %v", want[i].Name, err)
 		}
 	}
