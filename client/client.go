@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ipcluster/ipcluster/internal/courier"
 	"github.com/ipcluster/ipcluster/internal/profile"
 	"github.com/ipcluster/ipcluster/transport"
 	"github.com/ipcluster/ipcluster/transport/zmqnet"
@@ -68,19 +69,21 @@ type Output struct {
 
 // Client is a connection to a controller.
 type Client struct {
-	opts    Options
-	log     *slog.Logger
-	conn    *wire.ConnectionInfo
-	net     transport.Network
-	ownNet  bool
-	sock    transport.Socket
-	poller  transport.Poller
-	session *wire.Session
-	signer  *wire.Signer // I/O goroutine only
+	opts     Options
+	log      *slog.Logger
+	conn     *wire.ConnectionInfo
+	net      transport.Network
+	ownNet   bool
+	sock     transport.Socket // receives; its routing id is the session id
+	sendSock transport.Socket // sends, through courier
+	courier  *courier.Courier
+	hello    *wire.Message // the Connect request, sent first by loop on sock
+	poller   transport.Poller
+	session  *wire.Session
+	signer   *wire.Signer // I/O goroutine only
 
 	mu      sync.Mutex
 	pending map[string]waiter // by request id
-	outbox  []*wire.Message
 	engines map[int]wire.EngineInfo
 	closing bool
 	err     error // why the client stopped
@@ -125,9 +128,14 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 		}
 		c.net, c.ownNet = n, true
 	}
-	c.sock, err = c.net.Dial(ci.Endpoint, []byte(c.session.ID()), &transport.ClientSecurity{
-		ServerKey: ci.ControllerKey, Public: ci.Public, Secret: ci.Secret,
-	})
+	// Two sockets: one receives, and its routing id, the session id, is
+	// how the controller addresses this client; the other sends, from
+	// whichever goroutine calls.
+	sec := &transport.ClientSecurity{ServerKey: ci.ControllerKey, Public: ci.Public, Secret: ci.Secret}
+	c.sock, err = c.net.Dial(ci.Endpoint, []byte(c.session.ID()), sec)
+	if err == nil {
+		c.sendSock, err = c.net.Dial(ci.Endpoint, []byte(c.session.ID()+"/send"), sec)
+	}
 	if err == nil {
 		c.poller, err = c.net.NewPoller(c.sock)
 	}
@@ -135,15 +143,22 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 		c.release()
 		return nil, err
 	}
-	go c.loop()
+	c.courier = courier.New(c.sendSock, c.session, wire.NewSigner(ci.SigningKey()), c.poller.Wake, c.log)
 
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
 		defer cancel()
 	}
+	// The Connect request goes on the receiving socket, so that the
+	// controller has that socket's connection before it answers.
+	c.hello = &wire.Message{Header: c.session.Header(wire.Connect)}
+	w := &controlWaiter{id: c.hello.ID, done: make(chan struct{})}
+	c.pending[c.hello.ID] = w
+	go c.loop()
 	var reply wire.ConnectReplyContent
-	if err := c.control(ctx, wire.Connect, nil, nil, &reply); err != nil {
+	err = w.wait(ctx, c, &reply)
+	if err != nil {
 		c.Close()
 		if errors.Is(err, context.DeadlineExceeded) {
 			return nil, fmt.Errorf("client: no answer from the controller at %s: is the cluster running (ipcluster start)? "+
@@ -204,8 +219,10 @@ func (c *Client) release() {
 	if c.poller != nil {
 		c.poller.Close()
 	}
-	if c.sock != nil {
-		c.sock.Close()
+	for _, s := range []transport.Socket{c.sock, c.sendSock} {
+		if s != nil {
+			s.Close()
+		}
 	}
 	if c.ownNet {
 		c.net.Close()
@@ -328,22 +345,10 @@ func (c *Client) control(ctx context.Context, t wire.Type, targets []int, conten
 		m.Content = body
 	}
 	w := &controlWaiter{id: m.ID, done: make(chan struct{})}
-	if err := c.send(w, m); err != nil {
+	if err := c.submit(w, m); err != nil {
 		return err
 	}
-	select {
-	case <-w.done:
-	case <-ctx.Done():
-		c.forget(m.ID)
-		return ctx.Err()
-	}
-	if w.err != nil {
-		return w.err
-	}
-	if out != nil && w.reply.Content != nil {
-		return wire.DecodeContent(w.reply, out)
-	}
-	return nil
+	return w.wait(ctx, c, out)
 }
 
 type controlWaiter struct {
@@ -354,6 +359,23 @@ type controlWaiter struct {
 }
 
 func (w *controlWaiter) requests() []string { return []string{w.id} }
+
+// wait waits for the reply and decodes its content into out, if not nil.
+func (w *controlWaiter) wait(ctx context.Context, c *Client, out any) error {
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		c.forget(w.id)
+		return ctx.Err()
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if out != nil && w.reply.Content != nil {
+		return wire.DecodeContent(w.reply, out)
+	}
+	return nil
+}
 
 func (w *controlWaiter) deliver(m *wire.Message) bool {
 	if m.Type == wire.Error {
@@ -371,8 +393,8 @@ func (w *controlWaiter) fail(err error) {
 	close(w.done)
 }
 
-// send registers w for the replies to each message and queues them.
-func (c *Client) send(w waiter, msgs ...*wire.Message) error {
+// submit registers w for the replies to each message and sends them.
+func (c *Client) submit(w waiter, msgs ...*wire.Message) error {
 	c.mu.Lock()
 	if c.closing || c.err != nil {
 		err := c.err
@@ -385,9 +407,8 @@ func (c *Client) send(w waiter, msgs ...*wire.Message) error {
 	for _, m := range msgs {
 		c.pending[m.ID] = w
 	}
-	c.outbox = append(c.outbox, msgs...)
 	c.mu.Unlock()
-	c.poller.Wake()
+	c.courier.Send(msgs...)
 	return nil
 }
 
@@ -397,9 +418,15 @@ func (c *Client) forget(id string) {
 	c.mu.Unlock()
 }
 
-// loop is the I/O goroutine: it owns the socket.
+// loop is the I/O goroutine: it owns the receiving socket, and flushes
+// the courier when asked.
 func (c *Client) loop() {
 	defer close(c.ioDone)
+	c.session.Stamp(&c.hello.Header)
+	if err := c.sock.Send(c.signer.Seal(c.hello)); err != nil {
+		c.stop(fmt.Errorf("client: %w", err))
+		return
+	}
 	for {
 		if _, err := c.poller.Wait(-1); err != nil {
 			c.stop(fmt.Errorf("client: %w", err))
@@ -417,40 +444,14 @@ func (c *Client) loop() {
 			c.handle(frames)
 		}
 		c.mu.Lock()
-		out, closing := c.outbox, c.closing
-		c.outbox = nil
+		closing := c.closing
 		c.mu.Unlock()
-		c.write(out...)
 		if closing {
-			c.write(&wire.Message{Header: c.session.Header(wire.Disconnect)})
+			c.courier.Flush(&wire.Message{Header: c.session.Header(wire.Disconnect)})
 			c.stop(ErrClosed)
 			return
 		}
-	}
-}
-
-// maxBatch bounds the messages sent as one batch.
-const maxBatch = 512
-
-// write stamps, signs and sends messages: several queued at once leave as
-// one batch, which is stamped before them.
-func (c *Client) write(ms ...*wire.Message) {
-	for len(ms) > 0 {
-		n := min(len(ms), maxBatch)
-		var h wire.Header
-		if n > 1 {
-			h = c.session.Header(wire.Batch)
-			c.session.Stamp(&h)
-		}
-		raws := make([]wire.Raw, n)
-		for i, m := range ms[:n] {
-			c.session.Stamp(&m.Header)
-			raws[i] = wire.Encode(m)
-		}
-		if err := c.sock.Send(c.signer.SealRaw(h, raws)); err != nil {
-			c.log.Warn("send failed", "messages", n, "err", err)
-		}
-		ms = ms[n:]
+		c.courier.Flush()
 	}
 }
 

@@ -63,7 +63,7 @@ func (v *DirectView) fanOut(ctx context.Context, kind wire.Type, content []byte,
 	for _, e := range ids {
 		r.add(m.ID, e)
 	}
-	return r, v.c.send(r, m)
+	return r, v.c.submit(r, m)
 }
 
 // Apply calls the registered function fn with args on each target.
@@ -129,7 +129,7 @@ func (v *DirectView) Scatter(ctx context.Context, name string, items any) (*Asyn
 		msgs[i] = v.c.request(wire.Push, []int{e}, false, v.opts, content, bufs)
 		r.add(msgs[i].ID, e)
 	}
-	return r, v.c.send(r, msgs...)
+	return r, v.c.submit(r, msgs...)
 }
 
 // split resolves the targets and cuts items into one part for each.
@@ -236,7 +236,7 @@ func (v *DirectView) Map(ctx context.Context, fn string, items any) (*MapResult,
 		m := v.c.request(wire.Map, []int{e}, false, v.opts, content, bufs)
 		r := mr.chunk(i, start, len(part), v.c)
 		r.add(m.ID, e)
-		if err := v.c.send(r, m); err != nil {
+		if err := v.c.submit(r, m); err != nil {
 			return nil, err
 		}
 		start += len(part)
@@ -321,7 +321,7 @@ func (v *LoadBalancedView) Apply(ctx context.Context, fn string, args ...any) (*
 	m := v.c.request(wire.Apply, allowed, true, v.opts, content, bufs)
 	r := newResult(v.c, wire.Apply)
 	r.add(m.ID, -1)
-	return r, v.c.send(r, m)
+	return r, v.c.submit(r, m)
 }
 
 // Map calls fn on each item of the slice items, sending the items in
@@ -364,7 +364,7 @@ func (v *LoadBalancedView) Map(ctx context.Context, fn string, items any, opts .
 		r := mr.chunk(i, lo, hi-lo, v.c)
 		r.add(m.ID, -1)
 		msgs = append(msgs, m)
-		if err := v.c.send(r, m); err != nil {
+		if err := v.c.submit(r, m); err != nil {
 			return nil, err
 		}
 	}

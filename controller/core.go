@@ -84,7 +84,9 @@ type core struct {
 	onCount     func(int)
 
 	engines map[int]*engineState
-	byRID   map[string]*engineState
+	// bySession finds engines by session id, which is also the routing id
+	// of the socket they receive on: they may send from another.
+	bySession map[string]*engineState
 	nextID  int
 	jobs    map[string]int
 	tasks   map[taskKey]*task
@@ -105,7 +107,7 @@ func newCore(cfg *Config, clusterID string, sched *scheduler.Scheduler, clientKe
 		clientKey: wire.NewSigner(clientKey), engineKey: wire.NewSigner(engineKey),
 		clientGuard: wire.ReplayGuard{Max: 100000}, engineGuard: wire.ReplayGuard{Max: 100000},
 		sched: sched, now: time.Now(), onCount: func(int) {},
-		engines: make(map[int]*engineState), byRID: make(map[string]*engineState),
+		engines: make(map[int]*engineState), bySession: make(map[string]*engineState),
 		jobs: make(map[string]int), tasks: make(map[taskKey]*task), ids: make(map[string]int), clients: make(map[string]bool),
 		history: history{max: cfg.TaskHistory, byID: make(map[string][]wire.TaskInfo)},
 		kept:    retention{maxCount: cfg.ResultCache, maxBytes: cfg.ResultCacheBytes, byID: make(map[string][]keptReply)},
@@ -123,20 +125,24 @@ func (c *core) handleClient(rid string, frames [][]byte) {
 	}
 	if batch != nil {
 		if err := c.clientGuard.Check(batch.Session, batch.Seq); err != nil {
-			c.replyError(rid, batch.ID, errReplay, err.Error())
+			c.replyError(batch.Session, batch.ID, errReplay, err.Error())
 			return
 		}
 	}
 	for _, r := range msgs {
 		if err := c.clientGuard.Check(r.Session, r.Seq); err != nil {
-			c.replyError(rid, r.ID, errReplay, err.Error())
+			c.replyError(r.Session, r.ID, errReplay, err.Error())
 			continue
 		}
-		c.clientMessage(rid, r.Message, r.Raw)
+		c.clientMessage(r.Message, r.Raw)
 	}
 }
 
-func (c *core) clientMessage(rid string, m *wire.Message, raw wire.Raw) {
+// clientMessage handles one message of a client, which is addressed by
+// its session id: the routing id of the socket it receives on, whichever
+// socket it sent from.
+func (c *core) clientMessage(m *wire.Message, raw wire.Raw) {
+	rid := m.Session
 	switch m.Type {
 	case wire.Connect:
 		c.clients[rid] = true
@@ -330,22 +336,31 @@ func (c *core) handleEngine(rid string, frames [][]byte) {
 	}
 	if batch != nil {
 		if err := c.engineGuard.Check(batch.Session, batch.Seq); err != nil {
-			c.replyEngineError(rid, batch.ID, errReplay, err.Error())
+			c.replyEngineError(batch.Session, batch.ID, errReplay, err.Error())
 			return
 		}
 	}
 	for _, r := range msgs {
 		if err := c.engineGuard.Check(r.Session, r.Seq); err != nil {
-			c.replyEngineError(rid, r.ID, errReplay, err.Error())
+			c.replyEngineError(r.Session, r.ID, errReplay, err.Error())
 			continue
 		}
 		c.engineMessage(rid, r.Message, r.Raw)
 	}
 }
 
-func (c *core) engineMessage(rid string, m *wire.Message, raw wire.Raw) {
-	eng := c.byRID[rid]
+// engineMessage handles one message of an engine, which is known by its
+// session id: the routing id of the socket it receives on, from which it
+// registers. Its other messages may come from another socket.
+func (c *core) engineMessage(from string, m *wire.Message, raw wire.Raw) {
+	rid := m.Session
+	eng := c.bySession[rid]
 	if m.Type == wire.Register {
+		if from != rid {
+			c.replyEngineError(from, m.ID, errBadRequest,
+				"register from the socket whose routing id is the session id: replies go there")
+			return
+		}
 		c.register(rid, eng, m)
 		return
 	}
@@ -404,7 +419,7 @@ func (c *core) register(rid string, eng *engineState, m *wire.Message) {
 	info.State, info.Queued, info.Running, info.LastHeartbeat = "", 0, "", 0
 	eng = &engineState{info: info, rid: rid, lastSeen: c.now}
 	c.engines[info.ID] = eng
-	c.byRID[rid] = eng
+	c.bySession[rid] = eng
 	c.sendEngine(eng, wire.RegisterReply, m.ID, c.registerReply(eng))
 	c.log.Info("engine registered", "engine", info.ID, "host", info.Host, "pid", info.PID, "job", info.Job, "rank", info.Rank)
 	c.sched.AddEngine(info.ID)
@@ -497,7 +512,7 @@ func removeTask(q []*task, t *task) []*task {
 func (c *core) removeEngine(eng *engineState, event, reason string) {
 	id := eng.info.ID
 	delete(c.engines, id)
-	delete(c.byRID, eng.rid)
+	delete(c.bySession, eng.rid)
 	c.log.Info("engine gone", "engine", id, "event", event, "reason", reason)
 	for _, t := range eng.queue {
 		if t.balanced {

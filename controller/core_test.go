@@ -285,7 +285,11 @@ func TestReplayGuardSeparatesRoles(t *testing.T) {
 	m := cl.control(wire.Engines, nil, nil)
 	m.Session, m.Seq, m.Time = e.session.ID(), 1<<62, 1
 	cl.sendFrames(cl.signer.Seal(m))
-	cl.expect(wire.EnginesReply)
+	// Peers are addressed by session: the answer goes to that session's
+	// socket on the client port (where no such client listens).
+	if r := h.takeFirst("client", e.session.ID()); r.Type != wire.EnginesReply {
+		t.Fatalf("answer %s", r.Type)
+	}
 	e.heartbeat()
 	h.advance(10 * time.Second)
 	e.heartbeat()

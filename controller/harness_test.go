@@ -244,7 +244,7 @@ type fakeClient struct {
 }
 
 func (h *harness) newClient(rid string) *fakeClient {
-	return &fakeClient{h: h, rid: rid, session: wire.NewSession(), signer: wire.NewSigner(h.clientKey)}
+	return &fakeClient{h: h, rid: rid, session: wire.SessionWithID(rid), signer: wire.NewSigner(h.clientKey)}
 }
 
 // connectedClient returns a client that has connected, and so receives
@@ -373,7 +373,7 @@ type fakeEngine struct {
 }
 
 func (h *harness) newEngine(rid string) *fakeEngine {
-	return &fakeEngine{h: h, rid: rid, session: wire.NewSession(), signer: wire.NewSigner(h.engineKey), id: wire.NoEngine}
+	return &fakeEngine{h: h, rid: rid, session: wire.SessionWithID(rid), signer: wire.NewSigner(h.engineKey), id: wire.NoEngine}
 }
 
 // addEngines registers n engines, "engine-0", "engine-1", ...; with no
@@ -382,8 +382,8 @@ func (h *harness) addEngines(n int) []*fakeEngine {
 	h.t.Helper()
 	var out []*fakeEngine
 	for range n {
-		e := h.newEngine(fmt.Sprintf("engine-%d", len(h.c.byRID)))
-		e.register(wire.EngineInfo{Host: "node", PID: 100 + len(h.c.byRID), Cores: 1})
+		e := h.newEngine(fmt.Sprintf("engine-%d", len(h.c.bySession)))
+		e.register(wire.EngineInfo{Host: "node", PID: 100 + len(h.c.bySession), Cores: 1})
 		out = append(out, e)
 	}
 	return out
@@ -509,12 +509,12 @@ func (h *harness) check() {
 	c := h.c
 	c.flush(h.out.send) // the loop flushes after every turn
 	fail := func(format string, args ...any) { h.t.Fatalf("invariant: "+format, args...) }
-	if len(c.byRID) != len(c.engines) {
-		fail("%d engines by routing id, %d by id", len(c.byRID), len(c.engines))
+	if len(c.bySession) != len(c.engines) {
+		fail("%d engines by routing id, %d by id", len(c.bySession), len(c.engines))
 	}
 	queued := map[*task]bool{}
 	for id, eng := range c.engines {
-		if eng.info.ID != id || c.byRID[eng.rid] != eng {
+		if eng.info.ID != id || c.bySession[eng.rid] != eng {
 			fail("engine %d is filed wrongly", id)
 		}
 		balanced := 0

@@ -29,6 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ipcluster/ipcluster/internal/courier"
 	"github.com/ipcluster/ipcluster/transport"
 	"github.com/ipcluster/ipcluster/transport/zmqnet"
 	"github.com/ipcluster/ipcluster/wire"
@@ -87,11 +88,10 @@ type Engine struct {
 	registered     chan struct{}
 	registeredOnce sync.Once
 
-	queue  workQueue
-	outMu  sync.Mutex
-	outbox []*wire.Message
-	wake   func()
-	cap    *capture
+	queue   workQueue
+	courier *courier.Courier // sends everything after registration
+	post    func(...*wire.Message)
+	cap     *capture
 
 	curMu sync.Mutex
 	cur   context.CancelCauseFunc // cancels the running task, curID
@@ -229,32 +229,40 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		}
 		netw, own = n, true
 	}
+	// Two sockets: one receives (its routing id is the session id, which
+	// is how the controller addresses the engine) and registers; the other
+	// sends everything else, from whichever goroutine has something to say.
 	session := wire.NewSession()
-	sock, err := netw.Dial(ci.Endpoint, []byte(session.ID()), &transport.ClientSecurity{
-		ServerKey: ci.ControllerKey, Public: ci.Public, Secret: ci.Secret,
-	})
-	if err != nil {
+	sec := &transport.ClientSecurity{ServerKey: ci.ControllerKey, Public: ci.Public, Secret: ci.Secret}
+	var socks []transport.Socket
+	release := func() {
+		for _, s := range socks {
+			s.Close()
+		}
 		if own {
 			netw.Close()
 		}
-		return err
 	}
+	for _, id := range []string{session.ID(), session.ID() + "/send"} {
+		s, err := netw.Dial(ci.Endpoint, []byte(id), sec)
+		if err != nil {
+			release()
+			return err
+		}
+		socks = append(socks, s)
+	}
+	sock := socks[0]
 	poller, err := netw.NewPoller(sock)
 	if err != nil {
-		sock.Close()
-		if own {
-			netw.Close()
-		}
+		release()
 		return err
 	}
-	e.wake = poller.Wake
 	defer func() {
 		poller.Close()
-		sock.Close()
-		if own {
-			netw.Close()
-		}
+		release()
 	}()
+	e.courier = courier.New(socks[1], session, wire.NewSigner(ci.SigningKey()), poller.Wake, e.log)
+	e.post = e.courier.Send
 	if e.opts.CaptureOutput {
 		if e.cap, err = startCapture(e.emitOutput); err != nil {
 			return err
@@ -265,21 +273,8 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	return io.run(ctx)
 }
 
-// send queues a message for the I/O goroutine.
-func (e *Engine) send(m *wire.Message) {
-	e.outMu.Lock()
-	e.outbox = append(e.outbox, m)
-	e.outMu.Unlock()
-	e.wake()
-}
-
-func (e *Engine) takeOutbox() []*wire.Message {
-	e.outMu.Lock()
-	defer e.outMu.Unlock()
-	out := e.outbox
-	e.outbox = nil
-	return out
-}
+// send sends a message to the controller, from any goroutine.
+func (e *Engine) send(m *wire.Message) { e.post(m) }
 
 // header starts a message from this engine.
 func (e *Engine) header(t wire.Type, parent string) wire.Header {
@@ -323,7 +318,12 @@ func (l *ioLoop) run(ctx context.Context) error {
 		return err
 	}
 	l.lastHeard = time.Now()
-	l.write(&wire.Message{Header: e.header(wire.Register, ""), Content: content})
+	reg := &wire.Message{Header: e.header(wire.Register, ""), Content: content}
+	reg.ID = l.session.NewID()
+	l.session.Stamp(&reg.Header)
+	if err := l.sock.Send(l.signer.Seal(reg)); err != nil {
+		return fmt.Errorf("engine: registering: %w", err)
+	}
 
 	// Work left from an earlier Run belongs to another session of the
 	// controller: it must not run, nor be answered, here.
@@ -376,7 +376,7 @@ func (l *ioLoop) run(ctx context.Context) error {
 			started = true
 			execDone.Go(func() { e.execute(execCtx, &execDone) })
 		}
-		l.write(e.takeOutbox()...)
+		e.courier.Flush()
 		if l.period > 0 && !time.Now().Before(l.nextBeat) {
 			l.heartbeat()
 		}
@@ -389,46 +389,19 @@ func (l *ioLoop) run(ctx context.Context) error {
 	// from the goodbye.
 	stopExec(errStopping)
 	execDone.Wait()
-	l.write(e.takeOutbox()...)
 	if l.period > 0 {
-		l.write(&wire.Message{Header: e.header(wire.Unregister, "")})
+		e.courier.Flush(&wire.Message{Header: e.header(wire.Unregister, "")})
+	} else {
+		e.courier.Flush()
 	}
 	e.log.Info("engine stopped", "engine", e.ID())
 	return nil
 }
 
-// maxBatch bounds the messages sent as one batch.
-const maxBatch = 512
-
-// write stamps, signs and sends messages: several as one batch, which is
-// stamped before them.
-func (l *ioLoop) write(ms ...*wire.Message) {
-	for len(ms) > 0 {
-		n := min(len(ms), maxBatch)
-		var h wire.Header
-		if n > 1 {
-			h = l.session.Header(wire.Batch)
-			l.session.Stamp(&h)
-		}
-		raws := make([]wire.Raw, n)
-		for i, m := range ms[:n] {
-			l.session.Stamp(&m.Header)
-			if m.ID == "" {
-				m.ID = l.session.NewID()
-			}
-			raws[i] = wire.Encode(m)
-		}
-		if err := l.sock.Send(l.signer.SealRaw(h, raws)); err != nil {
-			l.e.log.Warn("send failed", "messages", n, "err", err)
-		}
-		ms = ms[n:]
-	}
-}
-
 func (l *ioLoop) heartbeat() {
 	e := l.e
 	content, _ := wire.EncodeContent(wire.HeartbeatContent{Queued: e.queue.len(), Running: e.currentID()})
-	l.write(&wire.Message{Header: e.header(wire.Heartbeat, ""), Content: content})
+	e.courier.Flush(&wire.Message{Header: e.header(wire.Heartbeat, ""), Content: content})
 	l.nextBeat = time.Now().Add(l.period)
 }
 
@@ -476,7 +449,7 @@ func (l *ioLoop) handleOne(m *wire.Message) {
 		for _, t := range e.queue.remove(req.IDs) {
 			replies = append(replies, e.aborted(t))
 		}
-		l.write(replies...)
+		e.post(replies...)
 	case wire.Interrupt:
 		// The content, if any, names the task to interrupt: the one the
 		// controller counts as running.

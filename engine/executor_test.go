@@ -13,14 +13,14 @@ import (
 )
 
 // newTestEngine returns an engine that is not connected: tests drive its
-// queue and executor by hand, and find its messages in its outbox.
+// queue and executor by hand, and replace what it posts messages with.
 func newTestEngine(t *testing.T) *Engine {
 	t.Helper()
 	e, err := New(Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.wake = func() {}
+	e.post = func(...*wire.Message) {}
 	return e
 }
 
@@ -265,11 +265,10 @@ func TestBadResults(t *testing.T) {
 func TestGoexitInTask(t *testing.T) {
 	e := newTestEngine(t)
 	e.Register("goexit", func() { runtime.Goexit() })
-	sent := make(chan struct{}, 1)
-	e.wake = func() {
-		select {
-		case sent <- struct{}{}:
-		default: // a wake-up is pending already
+	sent := make(chan *wire.Message, 10)
+	e.post = func(ms ...*wire.Message) {
+		for _, m := range ms {
+			sent <- m
 		}
 	}
 	ctx, stop := context.WithCancel(context.Background())
@@ -284,8 +283,8 @@ func TestGoexitInTask(t *testing.T) {
 	var replies []*wire.Message
 	for len(replies) < 2 {
 		select {
-		case <-sent:
-			replies = append(replies, e.takeOutbox()...)
+		case m := <-sent:
+			replies = append(replies, m)
 		case <-time.After(30 * time.Second):
 			t.Fatalf("the engine stopped answering after a Goexit; replies: %d", len(replies))
 		}

@@ -22,6 +22,10 @@ func NewSession() *Session {
 	return &Session{id: hex.EncodeToString(randomBytes(16))}
 }
 
+// SessionWithID returns a session with the given id, which must be unique
+// to its peer (tests use it to name their peers).
+func SessionWithID(id string) *Session { return &Session{id: id} }
+
 // ID returns the session id.
 func (s *Session) ID() string { return s.id }
 
