@@ -35,8 +35,9 @@ var peers = []peer{
 		argv:   []string{python, "bench/peers/dask_bench.py"},
 		covers: []string{"rtt50", "rtt99", "lb", "map", "push", "pull"}},
 	{name: "mpi4py.futures", module: "mpi4py.futures", pkg: "python3-mpi4py",
-		argv:   []string{"mpiexec", "--allow-run-as-root", "--oversubscribe", "-n", "1", python, "bench/peers/mpi4py_bench.py"},
-		covers: []string{"rtt50", "rtt99", "lb"}},
+		argv: []string{"mpiexec", "--allow-run-as-root", "--oversubscribe", "-n", "3", python, "-m", "mpi4py.futures",
+			"bench/peers/mpi4py_bench.py"},
+		covers: []string{"rtt50", "rtt99", "lb", "map"}},
 	{name: "GNU parallel", command: "parallel", pkg: "parallel", covers: []string{"shell"}},
 }
 

@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -432,6 +433,7 @@ func (c *Client) loop() {
 			c.stop(fmt.Errorf("client: %w", err))
 			return
 		}
+		got := false
 		for {
 			frames, err := c.sock.Recv()
 			if errors.Is(err, transport.ErrAgain) {
@@ -442,6 +444,13 @@ func (c *Client) loop() {
 				return
 			}
 			c.handle(frames)
+			got = true
+		}
+		if got {
+			// Let the goroutines just given their results run now: this one
+			// is about to block in libzmq, holding its P until the runtime
+			// takes it back, which on a VM can take tens of microseconds.
+			runtime.Gosched()
 		}
 		c.mu.Lock()
 		closing := c.closing

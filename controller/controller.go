@@ -45,7 +45,7 @@ type Config struct {
 	HeartbeatMisses int           // an engine silent this many periods is dead; default 3
 
 	Scheduler     scheduler.Policy // default least-load
-	PipelineDepth int              // most balanced tasks outstanding per engine; default 16
+	PipelineDepth int              // most balanced tasks outstanding per engine; default 256
 
 	ResultCache      int   // results kept for clients that are gone; default 10000
 	ResultCacheBytes int64 // default 1 GiB
@@ -72,7 +72,7 @@ func (cfg *Config) setDefaults() error {
 		cfg.HeartbeatMisses = 3
 	}
 	if cfg.PipelineDepth == 0 {
-		cfg.PipelineDepth = 16
+		cfg.PipelineDepth = 256
 	}
 	if cfg.ResultCache == 0 {
 		cfg.ResultCache = 10000

@@ -87,14 +87,14 @@ type core struct {
 	// bySession finds engines by session id, which is also the routing id
 	// of the socket they receive on: they may send from another.
 	bySession map[string]*engineState
-	nextID  int
-	jobs    map[string]int
-	tasks   map[taskKey]*task
-	ids     map[string]int // live tasks per request id
-	taskSeq uint64
-	clients map[string]bool
-	history history
-	kept    retention
+	nextID    int
+	jobs      map[string]int
+	tasks     map[taskKey]*task
+	ids       map[string]int // live tasks per request id
+	taskSeq   uint64
+	clients   map[string]bool
+	history   history
+	kept      retention
 
 	lastCheck    time.Time
 	stopping     bool

@@ -362,6 +362,7 @@ func (l *ioLoop) run(ctx context.Context) error {
 		if _, err := l.poller.Wait(max(wait, time.Millisecond)); err != nil {
 			return fmt.Errorf("engine: %w", err)
 		}
+		got := false
 		for {
 			frames, err := l.sock.Recv()
 			if errors.Is(err, transport.ErrAgain) {
@@ -371,6 +372,14 @@ func (l *ioLoop) run(ctx context.Context) error {
 				return fmt.Errorf("engine: %w", err)
 			}
 			l.handle(frames)
+			got = true
+		}
+		if got {
+			// Let the executor start on what it was just given: this
+			// goroutine is about to block in libzmq, holding its P until the
+			// runtime takes it back, which on a VM can take tens of
+			// microseconds.
+			runtime.Gosched()
 		}
 		if l.period > 0 && !started {
 			started = true

@@ -14,8 +14,11 @@ import gc
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
+import threading
 import time
 import warnings
 from itertools import chain
@@ -38,6 +41,7 @@ def log(*a):
 
 
 def emit(workload, metric, value, run, n):
+    EMITTED[0] = True
     print(json.dumps({"peer": PEER, "workload": workload, "metric": metric,
                       "value": round(float(value), 3), "run": run, "n": int(n)}), flush=True)
 
@@ -82,11 +86,159 @@ def warm_n(workload, n, size):
     return max(n // 10, SIZES["smoke"][workload])
 
 
-def sigterm_to_exit():
+CLEANUP_DIRS = []  # removed on exit, also by the signal handler
+EMITTED = [False]  # any measurement printed (decides the exit status)
+
+
+# A separate watcher process that outlives this one if it is SIGKILLed (e.g. by
+# a harness timeout): it records this process's descendants every 0.2 s and,
+# when its stdin pipe reaches EOF without the "q" sent at a normal exit, kills
+# whatever of them is still running (the peer's controller, engines, workers
+# run in their own sessions and would otherwise survive us).
+GUARD_CODE = r"""
+import os, select, sys, psutil
+parent, me, seen = int(sys.argv[1]), os.getpid(), {}
+while True:
+    r, _, _ = select.select([0], [], [], 0.2)
+    if r:
+        b = os.read(0, 1)
+        if b == b"q":
+            sys.exit(0)
+        if not b:
+            break
+    try:
+        for p in psutil.Process(parent).children(recursive=True):
+            if p.pid != me and p.pid not in seen:
+                seen[p.pid] = p
+    except psutil.Error:
+        break
+frozen = {}
+todo = [p for p in seen.values() if p.is_running()]
+while todo:
+    p = todo.pop()
+    if p.pid in frozen:
+        continue
+    try:
+        p.suspend()
+        frozen[p.pid] = p
+        todo.extend(p.children(recursive=True))
+    except psutil.Error:
+        pass
+for p in frozen.values():
+    try:
+        p.kill()
+    except psutil.Error:
+        pass
+psutil.wait_procs(list(frozen.values()), timeout=5)
+if frozen:
+    sys.stderr.write("[guard] killed %d leftover processes\n" % len(frozen))
+import shutil
+for d in sys.argv[2:]:
+    shutil.rmtree(d, ignore_errors=True)
+"""
+GUARD = []  # the watcher's Popen
+
+
+def start_guard(dirs=()):
+    """dirs: directories the guard removes after killing the leftovers."""
+    import subprocess
+    try:
+        GUARD.append(subprocess.Popen([sys.executable, "-c", GUARD_CODE, str(os.getpid()), *dirs],
+                                      stdin=subprocess.PIPE, start_new_session=True))
+    except Exception as e:  # noqa
+        log("could not start the leftover-process guard:", e)
+
+
+def stop_guard():
+    """Normal exit: everything is cleaned up; tell the watcher to quit."""
+    for g in GUARD:
+        try:
+            g.stdin.write(b"q")
+            g.stdin.close()
+            g.wait(5)
+        except Exception:  # noqa
+            g.kill()
+
+
+def our_children():
+    """This process's descendants, the guard excepted."""
+    import psutil
+    skip = {g.pid for g in GUARD}
+    try:
+        return [p for p in psutil.Process().children(recursive=True) if p.pid not in skip]
+    except psutil.Error:
+        return []
+
+
+def kill_tree(timeout=5):
+    """Kill every process this one started, recursively. Freeze them first
+    (SIGSTOP) until no new one appears, so that a process being started right
+    now (e.g. an engine's nanny) cannot escape, then SIGKILL them all."""
+    import psutil
+    frozen = {}
+    for _ in range(50):
+        try:
+            new = [p for p in psutil.Process().children(recursive=True) if p.pid not in frozen]
+        except psutil.Error:
+            break
+        if not new:
+            break
+        for p in new:
+            try:
+                p.suspend()
+            except psutil.Error:
+                pass
+            frozen[p.pid] = p
+    for p in frozen.values():
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(list(frozen.values()), timeout=timeout)
+
+
+def hard_exit(code):
+    """Kill everything we started, remove our temp dirs, exit now. Used on
+    SIGTERM/SIGINT/SIGHUP and when a cluster stop hangs: unwinding through the
+    peer's client code from an arbitrary point can deadlock its shutdown."""
+    try:
+        kill_tree()
+    finally:
+        for d in CLEANUP_DIRS:
+            shutil.rmtree(d, ignore_errors=True)
+        sys.stdout.flush()
+        os._exit(code)
+
+
+def become_subreaper():
+    """Make this process the reaper of its orphaned descendants (Linux
+    PR_SET_CHILD_SUBREAPER), so a grandchild whose parent exits first (an
+    ipyparallel engine's nanny, say) stays in our tree and gets cleaned up."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
+    except Exception as e:  # noqa
+        log("prctl(PR_SET_CHILD_SUBREAPER) failed:", e)
+
+
+def install_signal_handlers():
     def h(signum, frame):
-        raise SystemExit(128 + signum)
-    signal.signal(signal.SIGTERM, h)
-    signal.signal(signal.SIGHUP, h)
+        log(f"signal {signum}: stopping everything")
+        hard_exit(128 + signum)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, h)
+
+
+def stop_watchdog(seconds, what):
+    """Timer that hard-exits if a stop takes longer than `seconds`;
+    cancel() it when the stop returns."""
+    def fire():
+        log(f"{what} did not finish in {seconds} s: killing everything")
+        hard_exit(0 if EMITTED[0] else 1)
+    t = threading.Timer(seconds, fire)
+    t.daemon = True
+    t.start()
+    return t
 
 
 def run_measured(name, fn, n, runs, prep=None, warm_n=None):
@@ -229,7 +381,11 @@ def wait_children(procs):
 def main():
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
     args = parse_args(ALL)
-    sigterm_to_exit()
+    install_signal_handlers()
+    become_subreaper()
+    workdir = tempfile.mkdtemp(prefix="daskbench-")  # workers' local_directory, removed at exit
+    CLEANUP_DIRS.append(workdir)
+    start_guard([workdir])
     quiet()
     sz = SIZES[args.size]
     runs = args.runs if args.runs is not None else sz["runs"]
@@ -248,16 +404,18 @@ def main():
     ok = False
     cluster = client = None
     procs = []
+    pending = list(args.workloads)
     try:
         t0 = time.perf_counter()
         cluster = LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True,
                                host="127.0.0.1", silence_logs=logging.ERROR,
+                               local_directory=workdir,
                                # no bokeh dashboard; its HTTP server on a free port
                                dashboard_address=None,
                                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
         client = Client(cluster)
-        client.wait_for_workers(WORKERS)
-        procs = psutil.Process().children(recursive=True)
+        client.wait_for_workers(WORKERS, timeout=60)
+        procs = our_children()
         workers = sorted(client.scheduler_info()["workers"])
         worker = workers[0]
         log(f"cluster of {len(workers)} workers up in {time.perf_counter() - t0:.1f} s")
@@ -276,22 +434,26 @@ def main():
             t0 = time.perf_counter()
             ok |= run_measured(w, fn, n, runs, None, warm_n(w, n, args.size))
             log(f"{w} done in {time.perf_counter() - t0:.1f} s")
+            pending.remove(w)
         state.clear()
     except Exception as e:
         log(f"cluster failed: {e!r}")
-        for w in args.workloads:
+        for w in pending:
             emit_error(w, f"cluster: {type(e).__name__}: {e}")
     finally:
+        wd = stop_watchdog(60, "cluster close")
         for obj in (client, cluster):
             try:
                 if obj is not None:
                     obj.close()
             except Exception as e:  # noqa
                 log("close:", e)
-        if not procs:
-            procs = psutil.Process().children(recursive=True)
+        procs = list({p.pid: p for p in procs + our_children()}.values())
         wait_children(procs)
-    return 0 if ok else 1
+        wd.cancel()
+        shutil.rmtree(workdir, ignore_errors=True)
+        stop_guard()
+    return 0 if (ok or EMITTED[0]) else 1
 
 
 if __name__ == "__main__":

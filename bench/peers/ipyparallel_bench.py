@@ -4,6 +4,7 @@
 # Run (from the repository root):
 #   /usr/bin/python3 bench/peers/ipyparallel_bench.py --size full
 # Options: --workloads rtt,lb,map,push,pull,startup  --size smoke|full  --runs N
+# (startup: min(N, 3) runs in full, 1 in smoke)
 #
 # stdout: one JSON object per line, {"peer", "workload", "metric", "value", "run", "n"},
 # or {"peer", "workload", "error"} for a workload that failed. Logs go to stderr.
@@ -19,6 +20,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 
@@ -40,6 +42,7 @@ def log(*a):
 
 
 def emit(workload, metric, value, run, n):
+    EMITTED[0] = True
     print(json.dumps({"peer": PEER, "workload": workload, "metric": metric,
                       "value": round(float(value), 3), "run": run, "n": int(n)}), flush=True)
 
@@ -84,11 +87,159 @@ def warm_n(workload, n, size):
     return max(n // 10, SIZES["smoke"][workload])
 
 
-def sigterm_to_exit():
+CLEANUP_DIRS = []  # removed on exit, also by the signal handler
+EMITTED = [False]  # any measurement printed (decides the exit status)
+
+
+# A separate watcher process that outlives this one if it is SIGKILLed (e.g. by
+# a harness timeout): it records this process's descendants every 0.2 s and,
+# when its stdin pipe reaches EOF without the "q" sent at a normal exit, kills
+# whatever of them is still running (the peer's controller, engines, workers
+# run in their own sessions and would otherwise survive us).
+GUARD_CODE = r"""
+import os, select, sys, psutil
+parent, me, seen = int(sys.argv[1]), os.getpid(), {}
+while True:
+    r, _, _ = select.select([0], [], [], 0.2)
+    if r:
+        b = os.read(0, 1)
+        if b == b"q":
+            sys.exit(0)
+        if not b:
+            break
+    try:
+        for p in psutil.Process(parent).children(recursive=True):
+            if p.pid != me and p.pid not in seen:
+                seen[p.pid] = p
+    except psutil.Error:
+        break
+frozen = {}
+todo = [p for p in seen.values() if p.is_running()]
+while todo:
+    p = todo.pop()
+    if p.pid in frozen:
+        continue
+    try:
+        p.suspend()
+        frozen[p.pid] = p
+        todo.extend(p.children(recursive=True))
+    except psutil.Error:
+        pass
+for p in frozen.values():
+    try:
+        p.kill()
+    except psutil.Error:
+        pass
+psutil.wait_procs(list(frozen.values()), timeout=5)
+if frozen:
+    sys.stderr.write("[guard] killed %d leftover processes\n" % len(frozen))
+import shutil
+for d in sys.argv[2:]:
+    shutil.rmtree(d, ignore_errors=True)
+"""
+GUARD = []  # the watcher's Popen
+
+
+def start_guard(dirs=()):
+    """dirs: directories the guard removes after killing the leftovers."""
+    import subprocess
+    try:
+        GUARD.append(subprocess.Popen([sys.executable, "-c", GUARD_CODE, str(os.getpid()), *dirs],
+                                      stdin=subprocess.PIPE, start_new_session=True))
+    except Exception as e:  # noqa
+        log("could not start the leftover-process guard:", e)
+
+
+def stop_guard():
+    """Normal exit: everything is cleaned up; tell the watcher to quit."""
+    for g in GUARD:
+        try:
+            g.stdin.write(b"q")
+            g.stdin.close()
+            g.wait(5)
+        except Exception:  # noqa
+            g.kill()
+
+
+def our_children():
+    """This process's descendants, the guard excepted."""
+    import psutil
+    skip = {g.pid for g in GUARD}
+    try:
+        return [p for p in psutil.Process().children(recursive=True) if p.pid not in skip]
+    except psutil.Error:
+        return []
+
+
+def kill_tree(timeout=5):
+    """Kill every process this one started, recursively. Freeze them first
+    (SIGSTOP) until no new one appears, so that a process being started right
+    now (e.g. an engine's nanny) cannot escape, then SIGKILL them all."""
+    import psutil
+    frozen = {}
+    for _ in range(50):
+        try:
+            new = [p for p in psutil.Process().children(recursive=True) if p.pid not in frozen]
+        except psutil.Error:
+            break
+        if not new:
+            break
+        for p in new:
+            try:
+                p.suspend()
+            except psutil.Error:
+                pass
+            frozen[p.pid] = p
+    for p in frozen.values():
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(list(frozen.values()), timeout=timeout)
+
+
+def hard_exit(code):
+    """Kill everything we started, remove our temp dirs, exit now. Used on
+    SIGTERM/SIGINT/SIGHUP and when a cluster stop hangs: unwinding through the
+    peer's client code from an arbitrary point can deadlock its shutdown."""
+    try:
+        kill_tree()
+    finally:
+        for d in CLEANUP_DIRS:
+            shutil.rmtree(d, ignore_errors=True)
+        sys.stdout.flush()
+        os._exit(code)
+
+
+def become_subreaper():
+    """Make this process the reaper of its orphaned descendants (Linux
+    PR_SET_CHILD_SUBREAPER), so a grandchild whose parent exits first (an
+    ipyparallel engine's nanny, say) stays in our tree and gets cleaned up."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
+    except Exception as e:  # noqa
+        log("prctl(PR_SET_CHILD_SUBREAPER) failed:", e)
+
+
+def install_signal_handlers():
     def h(signum, frame):
-        raise SystemExit(128 + signum)
-    signal.signal(signal.SIGTERM, h)
-    signal.signal(signal.SIGHUP, h)
+        log(f"signal {signum}: stopping everything")
+        hard_exit(128 + signum)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, h)
+
+
+def stop_watchdog(seconds, what):
+    """Timer that hard-exits if a stop takes longer than `seconds`;
+    cancel() it when the stop returns."""
+    def fire():
+        log(f"{what} did not finish in {seconds} s: killing everything")
+        hard_exit(0 if EMITTED[0] else 1)
+    t = threading.Timer(seconds, fire)
+    t.daemon = True
+    t.start()
+    return t
 
 
 # ---- workload functions (shipped to engines) -------------------------------
@@ -119,19 +270,19 @@ def stop_cluster(cluster, rc):
     started (engines, their nannies, controller) has exited: ipyparallel's own
     stop returns before the engine nannies are gone."""
     import psutil
-    try:
-        procs = psutil.Process().children(recursive=True)
-    except Exception:  # noqa
-        procs = []
+    procs = our_children()
     try:
         if rc is not None:
             rc.close()
     except Exception as e:  # noqa
         log("client close:", e)
+    wd = stop_watchdog(60, "cluster stop")
     try:
         cluster.stop_cluster_sync()
     except Exception as e:  # noqa
         log("stop_cluster:", e)
+    finally:
+        wd.cancel()
     # give them a moment to exit on their own, then TERM, then KILL
     _, alive = psutil.wait_procs(procs, timeout=1)
     for sig in ("terminate", "kill"):
@@ -208,10 +359,10 @@ def w_pull(rc, nbytes, state):
 
 
 def startup_once(profile_root):
-    cluster = new_cluster(STARTUP_ENGINES, profile_root)
     rc = None
+    t0 = time.perf_counter()
+    cluster = new_cluster(STARTUP_ENGINES, profile_root)
     try:
-        t0 = time.perf_counter()
         rc = cluster.start_and_connect_sync()  # returns once 4 engines registered
         d = time.perf_counter() - t0
         if len(rc.ids) != STARTUP_ENGINES:
@@ -246,12 +397,15 @@ def run_measured(name, fn, n, runs, prep=None, warm_n=None):
 
 def main():
     args = parse_args(ALL)
-    sigterm_to_exit()
+    install_signal_handlers()
+    become_subreaper()
+    profile_root = tempfile.mkdtemp(prefix="ippbench-")  # private profiles, removed at exit
+    CLEANUP_DIRS.append(profile_root)
+    start_guard([profile_root])
     quiet()
     sz = SIZES[args.size]
     runs = args.runs if args.runs is not None else sz["runs"]
     ok = False
-    profile_root = tempfile.mkdtemp(prefix="ippbench-")
     try:
         try:
             import ipyparallel as ipp
@@ -262,6 +416,7 @@ def main():
             return 1
 
         main_wl = [w for w in args.workloads if w != "startup"]
+        pending = list(main_wl)
         if main_wl:
             cluster = new_cluster(ENGINES, profile_root)
             rc = None
@@ -290,17 +445,20 @@ def main():
                     t0 = time.perf_counter()
                     ok |= run_measured(w, fn, n, runs, prep, warm_n(w, n, args.size))
                     log(f"{w} done in {time.perf_counter() - t0:.1f} s")
+                    pending.remove(w)
                 state.clear()
             except Exception as e:
                 log(f"cluster failed: {e!r}")
-                for w in main_wl:
+                for w in pending:
                     emit_error(w, f"cluster: {type(e).__name__}: {e}")
             finally:
                 stop_cluster(cluster, rc)
 
         if "startup" in args.workloads:
             # 2-engine cluster (if any) is stopped by now, so nothing competes for the CPUs.
-            sruns = args.runs if args.runs is not None else sz["startup_runs"]
+            # slow (~9 s a run with the stop): at most 3 runs in full, 1 in smoke,
+            # even when --runs asks for more
+            sruns = min(runs, sz["startup_runs"])
             log("startup ...")
             try:
                 if not main_wl:
@@ -315,7 +473,8 @@ def main():
                 emit_error("startup", f"{type(e).__name__}: {e}")
     finally:
         shutil.rmtree(profile_root, ignore_errors=True)
-    return 0 if ok else 1
+        stop_guard()
+    return 0 if (ok or EMITTED[0]) else 1
 
 
 if __name__ == "__main__":

@@ -87,11 +87,15 @@ def warm_n(workload, n, size):
     return max(n // 10, SIZES["smoke"][workload])
 
 
-def sigterm_to_exit():
+def install_signal_handlers():
+    # Exit at once: mpiexec then tears down the worker ranks. (Unwinding through
+    # the executor's shutdown from an arbitrary point could hang.)
     def h(signum, frame):
-        raise SystemExit(128 + signum)
-    signal.signal(signal.SIGTERM, h)
-    signal.signal(signal.SIGHUP, h)
+        log(f"signal {signum}: exiting")
+        sys.stdout.flush()
+        os._exit(128 + signum)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, h)
 
 
 def run_measured(name, fn, n, runs, prep=None, warm_n=None):
@@ -159,7 +163,7 @@ def w_map(ex, n):
 
 def main():
     args = parse_args(ALL)
-    sigterm_to_exit()
+    install_signal_handlers()
     sz = SIZES[args.size]
     runs = args.runs if args.runs is not None else sz["runs"]
     try:
@@ -174,6 +178,7 @@ def main():
 
     ok = False
     ex = None
+    pending = list(args.workloads)
     try:
         from mpi4py.futures import _lib
         world = MPI.COMM_WORLD.Get_size()
@@ -213,9 +218,10 @@ def main():
             t0 = time.perf_counter()
             ok |= run_measured(w, fn, n, runs, None, warm_n(w, n, args.size))
             log(f"{w} done in {time.perf_counter() - t0:.1f} s")
+            pending.remove(w)
     except Exception as e:
         log(f"pool failed: {e!r}")
-        for w in args.workloads:
+        for w in pending:
             emit_error(w, f"pool: {type(e).__name__}: {e}")
     finally:
         if ex is not None:

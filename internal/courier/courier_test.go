@@ -50,7 +50,9 @@ func setup(t *testing.T) (*Courier, *atomic.Int32, func() [][]*wire.Message) {
 	return c, &wakes, take
 }
 
-func msg() *wire.Message { return &wire.Message{Header: wire.Header{Type: wire.Heartbeat, Engine: wire.NoEngine}} }
+func msg() *wire.Message {
+	return &wire.Message{Header: wire.Header{Type: wire.Heartbeat, Engine: wire.NoEngine}}
+}
 
 func TestIdleSendsAtOnce(t *testing.T) {
 	c, wakes, take := setup(t)

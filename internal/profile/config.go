@@ -62,7 +62,7 @@ func Default() *Config {
 			HeartbeatPeriod:  time.Second,
 			HeartbeatMisses:  3,
 			Scheduler:        SchedulerLeastLoad,
-			PipelineDepth:    16,
+			PipelineDepth:    256,
 			ResultCache:      10000,
 			ResultCacheBytes: 1 << 30,
 			TaskHistory:      100000,

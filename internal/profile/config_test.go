@@ -27,7 +27,7 @@ func TestDefault(t *testing.T) {
 	want := &Config{
 		Controller: ControllerConfig{
 			IP: "127.0.0.1", HeartbeatPeriod: time.Second, HeartbeatMisses: 3,
-			Scheduler: "least-load", PipelineDepth: 16, ResultCache: 10000,
+			Scheduler: "least-load", PipelineDepth: 256, ResultCache: 10000,
 			ResultCacheBytes: 1 << 30, TaskHistory: 100000,
 		},
 		Engines: EnginesConfig{N: 0, HeartbeatTimeout: 10 * time.Second, CaptureOutput: true},
