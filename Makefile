@@ -7,7 +7,7 @@ BIN     := bin/ipcluster
 GOFLAGS ?=
 export CGO_ENABLED := 1
 
-.PHONY: all build deps demo test vet fmt-check fuzz clean help
+.PHONY: all build deps demo test vet fmt-check fuzz bench bench-smoke bench-micro clean help
 
 all: build
 
@@ -16,6 +16,10 @@ help:
 	@echo "make test   vet, format check, and every test with the race detector"
 	@echo "make build  build $(BIN)"
 	@echo "make fuzz   run each fuzz target for FUZZTIME (default 30s)"
+	@echo "make bench        ipcluster against its peers and the transport limit (a few minutes);"
+	@echo "                  writes bench/results/<date>.{json,md,png}. BENCHFLAGS adds flags (-runs 3, -only 1,2)"
+	@echo "make bench-smoke  every workload once at tiny size (seconds; CI runs it)"
+	@echo "make bench-micro  Go micro-benchmarks of the hot paths, benchstat-ready, in bench/results/micro-<date>.txt"
 
 # deps checks for Go, libzmq and pkg-config, and installs the last two on
 # Debian when run as root.
@@ -60,6 +64,24 @@ fuzz: deps
 			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 		done; \
 	done
+
+# Benchmarks are programs, not tests: they measure and report, and assert
+# nothing about time. As root on Debian they install the peers they compare
+# against (python3-ipyparallel, python3-distributed, python3-mpi4py, parallel).
+BENCHFLAGS ?=
+bench: build
+	$(GO) run ./bench $(BENCHFLAGS)
+
+bench-smoke: build
+	$(GO) run ./bench -smoke $(BENCHFLAGS)
+
+MICRO_PKGS  := ./wire ./controller/scheduler ./engine
+MICRO_COUNT ?= 6
+bench-micro: deps
+	@mkdir -p bench/results
+	@out=bench/results/micro-$$(date -u +%F).txt; \
+	$(GO) test -run '^$$' -bench . -benchmem -count $(MICRO_COUNT) $(MICRO_PKGS) > $$out || { cat $$out; exit 1; }; \
+	cat $$out; echo "wrote $$out (compare two runs with: benchstat old.txt new.txt)"
 
 clean:
 	rm -rf bin

@@ -38,6 +38,8 @@ type bench struct {
 	only    map[string]bool
 	peers   bool
 	date    string
+
+	scaleProcs int // processes the 1,000 engines of workload 7 run in
 }
 
 func main() {
@@ -48,6 +50,10 @@ func main() {
 			return
 		case "relay-worker":
 			runWorker(os.Args[2])
+			return
+		case "relay-workers":
+			n, _ := strconv.Atoi(os.Args[2])
+			runWorkers(n, os.Args[3])
 			return
 		case "hop-sink":
 			runSink()
@@ -64,6 +70,7 @@ func main() {
 	flag.StringVar(&b.bin, "ipcluster", "bin/ipcluster", "the ipcluster command to measure")
 	flag.StringVar(&b.out, "out", "bench/results", "results directory")
 	flag.BoolVar(&b.peers, "peers", true, "measure the peers too")
+	flag.IntVar(&b.scaleProcs, "scale-procs", 10, "processes that host workload 7's 1,000 engines (a divisor of 1000)")
 	prof := flag.Bool("profile", false, "write CPU profiles of controller, engines and client next to the results")
 	only := flag.String("only", "", "comma-separated workloads to run (1-7, limits); default all")
 	flag.Parse()
@@ -72,6 +79,9 @@ func main() {
 		if b.smoke {
 			b.runs = 1
 		}
+	}
+	if b.scaleProcs < 1 || 1000%b.scaleProcs != 0 {
+		fail(fmt.Errorf("-scale-procs %d: must divide 1000", b.scaleProcs))
 	}
 	if *only != "" {
 		b.only = map[string]bool{}

@@ -106,6 +106,16 @@ func runBroker() {
 					}
 					front.SendMessage(msg[1:]) // [client, payload...]
 				} else {
+					switch string(msg[1]) {
+					case "count": // [client, "count"]: how many workers are ready
+						front.SendMessage(msg[0], fmt.Sprint(len(workers)))
+						continue
+					case "all": // [client, "all", payload...]: to every worker
+						for _, w := range workers {
+							back.SendMessage(w, msg[0], msg[2:])
+						}
+						continue
+					}
 					if len(workers) == 0 {
 						waiting = append(waiting, msg)
 						continue
@@ -130,6 +140,87 @@ func runWorker(endpoint string) {
 		must(err)
 		s.SendMessage(msg)
 	}
+}
+
+// runWorkers echoes on n sockets at once, from one goroutine that polls
+// them all, as a host of many lightweight workers would.
+func runWorkers(n int, endpoint string) {
+	poller := zmq.NewPoller()
+	for range n {
+		s := newSocket(zmq.DEALER)
+		dial(s)
+		must(s.Connect(endpoint))
+		s.SendMessage("ready")
+		poller.Add(s, zmq.POLLIN)
+	}
+	for {
+		polled, err := poller.Poll(-1)
+		must(err)
+		for _, p := range polled {
+			for {
+				msg, err := p.Socket.RecvMessageBytes(zmq.DONTWAIT)
+				if err != nil {
+					break
+				}
+				p.Socket.SendMessage(msg)
+			}
+		}
+	}
+}
+
+// startFanout starts a relay whose workers live procs to a process,
+// perProc each, and waits until the broker knows them all.
+func startFanout(procs, perProc int) *relay {
+	k := newCurveKeys()
+	env := k.env()
+	os.Setenv("BENCH_CURVE", strings.TrimPrefix(env[0], "BENCH_CURVE="))
+	defer os.Unsetenv("BENCH_CURVE")
+	broker, eps := helper(env, "relay-broker")
+	f := strings.Fields(eps)
+	r := &relay{cmds: []*exec.Cmd{broker}}
+	for range procs {
+		w, _ := helperNoLine(env, "relay-workers", fmt.Sprint(perProc), f[1])
+		r.cmds = append(r.cmds, w)
+	}
+	r.client = newSocket(zmq.DEALER)
+	dial(r.client)
+	must(r.client.Connect(f[0]))
+	for want := fmt.Sprint(procs * perProc); ; time.Sleep(10 * time.Millisecond) { // polling a condition
+		r.client.SendMessage("count")
+		msg, err := r.client.RecvMessageBytes(0)
+		must(err)
+		if string(msg[0]) == want {
+			return r
+		}
+	}
+}
+
+// fanout sends a 1 KB message to every worker at once, n times. It
+// returns the milliseconds until each time's last echo is in, and the CPU
+// milliseconds per time of the broker and of the worker processes.
+func (r *relay) fanout(workers, n int) (ms []float64, brokerCPU, workersCPU float64) {
+	payload := make([]byte, 1024)
+	cpu := func() (b, w float64) {
+		b = cpuSeconds(r.cmds[0].Process.Pid)
+		for _, c := range r.cmds[1:] {
+			w += cpuSeconds(c.Process.Pid)
+		}
+		return
+	}
+	b0, w0 := cpu()
+	for i := range n + 1 {
+		t0 := time.Now()
+		r.client.SendMessage("all", payload)
+		for range workers {
+			_, err := r.client.RecvMessageBytes(0)
+			must(err)
+		}
+		if i > 0 { // the first warms up
+			ms = append(ms, float64(time.Since(t0).Nanoseconds())/1e6)
+		}
+	}
+	b1, w1 := cpu()
+	return ms, (b1 - b0) * 1e3 / float64(n+1), (w1 - w0) * 1e3 / float64(n+1)
 }
 
 // runSink receives bulk frames and acknowledges each; it prints its endpoint.

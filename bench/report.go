@@ -158,6 +158,11 @@ func (rep *Report) writeMarkdown(w io.Writer) {
 		peers = append(peers, fmt.Sprintf("%s %s", p, rep.Peers[p]))
 	}
 	fmt.Fprintf(w, "Peers: %s.\n\n", strings.Join(peers, "; "))
+	if rep.Mode == "smoke" {
+		fmt.Fprintln(w, "A smoke run: every workload once, at tiny size, to keep the harness working. Its numbers say")
+		fmt.Fprintln(w, "nothing about speed, and its targets are not judged (\"?\"); see `make bench` for a full run.")
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintln(w, "Each cell is the median of the runs, with the lowest and highest in parentheses.")
 	fmt.Fprintln(w, "\"× limit\" is ipcluster's median divided by the limit's; \"vs peer\" is how many times better ipcluster is.")
 	fmt.Fprintln(w)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -210,13 +211,22 @@ func shellLimit(n int, command string) (float64, error) {
 	return time.Since(t0).Seconds(), nil
 }
 
+// res7 is one run of workload 7.
+type res7 struct {
+	register float64   // seconds until every engine has registered
+	apply    []float64 // milliseconds per 1 KB apply to all
+	// CPU time per apply, in milliseconds, of the controller and of the
+	// engines' processes (all their threads: libzmq's included).
+	ctrlCPU, hostCPU float64
+}
+
 // ipScale starts a controller, then engines in hosts processes of perHost
-// engines each: the seconds until all are registered, and the
-// milliseconds a 1 KB direct apply to all takes (runs times).
-func (b *bench) ipScale(hosts, perHost, runs int) (register float64, apply []float64, err error) {
+// engines each; it times their registration, then applies 1 KB direct
+// applies to all.
+func (b *bench) ipScale(hosts, perHost, applies int) (r res7, err error) {
 	dir, err := os.MkdirTemp("", "ipbench-scale-")
 	if err != nil {
-		return 0, nil, err
+		return res7{}, err
 	}
 	defer os.RemoveAll(dir)
 	env := append(b.clusterEnv(), "IPCLUSTER_DIR="+dir, "IPCLUSTER_PROFILE=bench")
@@ -225,29 +235,29 @@ func (b *bench) ipScale(hosts, perHost, runs int) (register float64, apply []flo
 	ctrlOut := &strings.Builder{}
 	ctrl.Stdout = ctrlOut
 	if err := ctrl.Start(); err != nil {
-		return 0, nil, err
+		return res7{}, err
 	}
 	defer func() { ctrl.Process.Signal(os.Interrupt); ctrl.Wait() }()
 	engineFile := filepath.Join(dir, "bench", "security", "engine.json")
 	clientFile := filepath.Join(dir, "bench", "security", "client.json")
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, err := os.Stat(clientFile); err == nil {
+		if fileExists(clientFile) && fileExists(engineFile) {
 			break
 		}
 		if time.Now().After(deadline) {
-			return 0, nil, fmt.Errorf("the controller did not start: %s", ctrlOut)
+			return res7{}, fmt.Errorf("the controller did not start: %s", ctrlOut)
 		}
 	}
 	ci, err := wire.ReadConnectionFile(engineFile)
 	if err != nil {
-		return 0, nil, err
+		return res7{}, err
 	}
 	conn, _ := ci.Marshal()
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	c, err := client.Connect(ctx, client.Options{ConnectionFile: clientFile})
 	if err != nil {
-		return 0, nil, err
+		return res7{}, err
 	}
 	defer c.Close()
 
@@ -263,37 +273,56 @@ func (b *bench) ipScale(hosts, perHost, runs int) (register float64, apply []flo
 	}()
 	for range hosts {
 		h := exec.Command(self, "engines-host", fmt.Sprint(perHost))
-		h.Env = append(os.Environ(), engine.ConnectionEnv+"="+string(conn))
+		h.Env = append(append(os.Environ(), b.clusterEnv()...), engine.ConnectionEnv+"="+string(conn))
 		h.Stderr = os.Stderr
 		if err := h.Start(); err != nil {
-			return 0, nil, err
+			return res7{}, err
 		}
 		hostCmds = append(hostCmds, h)
 	}
-	for {
-		engines, err := c.Engines(ctx)
-		if err != nil {
-			return 0, nil, err
-		}
-		if len(engines) >= total {
-			break
-		}
-		time.Sleep(2 * time.Millisecond) // polling a condition
+	if err := c.WaitForEngines(ctx, total); err != nil {
+		return res7{}, err
 	}
-	register = time.Since(t0).Seconds()
+	r.register = time.Since(t0).Seconds()
 	payload := make([]byte, 1024)
-	for range runs + 1 {
+	cpu := func() (ctrlT, hostT float64) {
+		ctrlT = cpuSeconds(ctrl.Process.Pid)
+		for _, h := range hostCmds {
+			hostT += cpuSeconds(h.Process.Pid)
+		}
+		return
+	}
+	c0, h0 := cpu()
+	for range applies + 1 {
 		t0 := time.Now()
 		res, err := c.Apply(ctx, "echo", []any{payload}, client.Targets(client.All))
 		if err != nil {
-			return 0, nil, err
+			return res7{}, err
 		}
 		if len(res) != total {
-			return 0, nil, fmt.Errorf("%d replies from %d engines", len(res), total)
+			return res7{}, fmt.Errorf("%d replies from %d engines", len(res), total)
 		}
-		apply = append(apply, float64(time.Since(t0).Nanoseconds())/1e6)
+		r.apply = append(r.apply, float64(time.Since(t0).Nanoseconds())/1e6)
 	}
-	return register, apply[1:], nil // the first apply warms up
+	c1, h1 := cpu()
+	r.ctrlCPU = (c1 - c0) * 1e3 / float64(applies+1)
+	r.hostCPU = (h1 - h0) * 1e3 / float64(applies+1)
+	r.apply = r.apply[1:] // the first apply warms up
+	return r, nil
+}
+
+// cpuSeconds is the CPU time process pid has used.
+func cpuSeconds(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	var u, k float64
+	fmt.Sscan(fields[11], &u)
+	fmt.Sscan(fields[12], &k)
+	return (u + k) / 100 // clock ticks
 }
 
 // runEnginesHost is the engines-host role: n engines in one process,
@@ -301,6 +330,12 @@ func (b *bench) ipScale(hosts, perHost, runs int) (register float64, apply []flo
 func runEnginesHost(n int) {
 	ctx, cancel := signalContext()
 	defer cancel()
+	if prefix := os.Getenv("IPCLUSTER_CPUPROFILE"); prefix != "" {
+		f, err := os.Create(fmt.Sprintf("%s.engines-host.%d.prof", prefix, os.Getpid()))
+		must(err)
+		pprof.StartCPUProfile(f)
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	net, err := zmqNetwork()
 	must(err)
 	done := make(chan error, n)
@@ -313,4 +348,9 @@ func runEnginesHost(n int) {
 		<-done
 	}
 	net.Close()
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -86,6 +86,7 @@ type Client struct {
 	mu      sync.Mutex
 	pending map[string]waiter // by request id
 	engines map[int]wire.EngineInfo
+	changed chan struct{} // closed, and replaced, when engines changes
 	closing bool
 	err     error // why the client stopped
 
@@ -121,7 +122,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	}
 	c := &Client{opts: opts, log: opts.Logger, conn: ci, net: opts.Network, session: wire.NewSession(),
 		signer: wire.NewSigner(ci.SigningKey()), pending: make(map[string]waiter),
-		engines: make(map[int]wire.EngineInfo), ioDone: make(chan struct{})}
+		engines: make(map[int]wire.EngineInfo), changed: make(chan struct{}), ioDone: make(chan struct{})}
 	if c.net == nil {
 		n, err := zmqnet.New(zmqnet.Options{})
 		if err != nil {
@@ -171,6 +172,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	for _, e := range reply.Engines {
 		c.engines[e.ID] = e
 	}
+	c.enginesChanged()
 	c.mu.Unlock()
 	return c, nil
 }
@@ -238,6 +240,42 @@ func (c *Client) IDs() []int {
 	return slices.Sorted(maps.Keys(c.engines))
 }
 
+// WaitForEngines waits until at least n engines are registered, as the
+// controller tells the client when each registers; it returns at once if
+// they already are. It fails when ctx ends or the client stops.
+func (c *Client) WaitForEngines(ctx context.Context, n int) error {
+	for {
+		c.mu.Lock()
+		have, changed, err := len(c.engines), c.changed, c.err
+		c.mu.Unlock()
+		switch {
+		case have >= n:
+			return nil
+		case err != nil:
+			return err
+		}
+		select {
+		case <-changed:
+		case <-c.ioDone:
+			c.mu.Lock()
+			err := c.err
+			c.mu.Unlock()
+			if err == nil {
+				err = ErrClosed
+			}
+			return fmt.Errorf("client: waiting for %d engines (%d registered): %w", n, have, err)
+		case <-ctx.Done():
+			return fmt.Errorf("client: waiting for %d engines (%d registered): %w", n, have, context.Cause(ctx))
+		}
+	}
+}
+
+// enginesChanged wakes WaitForEngines; c.mu is held.
+func (c *Client) enginesChanged() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
 // Engines asks the controller for the engines and their state.
 func (c *Client) Engines(ctx context.Context) ([]wire.EngineInfo, error) {
 	var reply wire.EnginesReplyContent
@@ -249,6 +287,7 @@ func (c *Client) Engines(ctx context.Context) ([]wire.EngineInfo, error) {
 	for _, e := range reply.Engines {
 		c.engines[e.ID] = e
 	}
+	c.enginesChanged()
 	c.mu.Unlock()
 	return reply.Engines, nil
 }
@@ -448,8 +487,9 @@ func (c *Client) loop() {
 		}
 		if got {
 			// Let the goroutines just given their results run now: this one
-			// is about to block in libzmq, holding its P until the runtime
-			// takes it back, which on a VM can take tens of microseconds.
+			// is about to wait, perhaps blocking its thread in the kernel with
+			// its P held until the runtime takes it back, which on a VM can
+			// take tens of microseconds.
 			runtime.Gosched()
 		}
 		c.mu.Lock()
@@ -506,6 +546,7 @@ func (c *Client) handleOne(m *wire.Message) {
 		} else {
 			delete(c.engines, ev.Engine.ID)
 		}
+		c.enginesChanged()
 		c.mu.Unlock()
 		return
 	case wire.Output:

@@ -454,3 +454,29 @@ func TestEngineLeaves(t *testing.T) {
 		t.Fatalf("apply on a gone engine: %v", err)
 	}
 }
+
+func TestWaitForEngines(t *testing.T) {
+	cl, c := start(t, 1)
+	ctx := ctx(t)
+	if err := c.WaitForEngines(ctx, 1); err != nil {
+		t.Fatalf("waiting for the engine already there: %v", err)
+	}
+	short, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := c.WaitForEngines(short, 2); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "1 registered") {
+		t.Fatalf("waiting with a cancelled context: %v", err)
+	}
+	for range 3 {
+		cl.AddEngine(t, nil)
+	}
+	if err := c.WaitForEngines(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	if ids := c.IDs(); len(ids) != 4 {
+		t.Fatalf("after waiting for 4 engines the client knows %v", ids)
+	}
+	c.Close()
+	if err := c.WaitForEngines(ctx, 5); !errors.Is(err, client.ErrClosed) {
+		t.Fatalf("waiting on a closed client: %v", err)
+	}
+}

@@ -247,6 +247,9 @@ func (c *core) submit(rid string, m *wire.Message, raw wire.Raw) {
 	if !c.checkTargets(rid, m) {
 		return
 	}
+	if len(m.Targets) > 1 {
+		raw.Env = wire.WithoutTargets(raw.Env)
+	}
 	for _, e := range m.Targets {
 		eng := c.engines[e]
 		t := &task{key: taskKey{m.ID, e}, typ: m.Type, client: rid, engine: e, attempts: 1, submitted: c.now, sent: c.now}

@@ -376,9 +376,9 @@ func (l *ioLoop) run(ctx context.Context) error {
 		}
 		if got {
 			// Let the executor start on what it was just given: this
-			// goroutine is about to block in libzmq, holding its P until the
-			// runtime takes it back, which on a VM can take tens of
-			// microseconds.
+			// goroutine is about to wait, perhaps blocking its thread in the
+			// kernel with its P held until the runtime takes it back, which
+			// on a VM can take tens of microseconds.
 			runtime.Gosched()
 		}
 		if l.period > 0 && !started {

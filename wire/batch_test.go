@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+	"time"
 )
 
 func batchOf(t *testing.T, s *Signer, ms ...*Message) [][]byte {
@@ -117,4 +118,46 @@ func cloneFrames(frames [][]byte) [][]byte {
 		out[i] = bytes.Clone(f)
 	}
 	return out
+}
+
+func TestWithoutTargets(t *testing.T) {
+	many := make([]int, 20) // more than a fixarray holds
+	for i := range many {
+		many[i] = i
+	}
+	tests := []struct {
+		name string
+		h    Header
+	}{
+		{"one target", Header{ID: "s-1", Type: Apply, Session: "s", Seq: 1, Time: 1, Targets: []int{3}, Engine: NoEngine}},
+		{"many targets", Header{ID: "s-2", Type: Apply, Session: "s", Seq: 2, Time: 2, Targets: many, Engine: NoEngine, Timeout: 5 * time.Millisecond}},
+		{"none", Header{ID: "s-3", Type: Apply, Session: "s", Seq: 3, Time: 3, Balanced: true, Engine: NoEngine}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &Message{Header: tt.h, Content: []byte{0x80}, Buffers: [][]byte{[]byte("buffer")}}
+			env := Encode(m).Env
+			got := WithoutTargets(env)
+			var back Message
+			if _, err := decodeEnvelope(got, &back); err != nil {
+				t.Fatalf("decoding the result: %v", err)
+			}
+			want := m.Header
+			want.Targets = nil
+			if !reflect.DeepEqual(back.Header, want) {
+				t.Errorf("header = %+v, want %+v", back.Header, want)
+			}
+			if len(tt.h.Targets) == 0 && &got[0] != &env[0] {
+				t.Error("an envelope without targets was copied")
+			}
+			if len(tt.h.Targets) > 0 && len(got) >= len(env) {
+				t.Errorf("the result is %d bytes, the envelope %d", len(got), len(env))
+			}
+		})
+	}
+	for _, bad := range [][]byte{nil, {0x81}, {0x81, 0xa2, 't', 'o'}, {0x90}} {
+		if got := WithoutTargets(bad); !bytes.Equal(got, bad) {
+			t.Errorf("WithoutTargets(%x) = %x, want it unchanged", bad, got)
+		}
+	}
 }

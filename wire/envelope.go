@@ -544,3 +544,33 @@ func decodeEnvelope(env []byte, m *Message) (_ layout, err error) {
 	}
 	return layout{digests: digests, counts: counts}, nil
 }
+
+// WithoutTargets returns env without its list of target engines, or env
+// itself when it has none or is not a well-formed envelope. The
+// controller drops the list before it hands a direct request to each of
+// its engines: a request to a thousand engines would otherwise carry, and
+// have each engine read, a thousand ids.
+func WithoutTargets(env []byte) []byte {
+	n, b, err := readMapHeader(env)
+	if err != nil {
+		return env
+	}
+	start := len(env) - len(b) // the first key
+	for range n {
+		entry := b
+		kb, rest, err := readStrBytes(b)
+		if err != nil {
+			return env
+		}
+		if b, err = skip(rest); err != nil {
+			return env
+		}
+		if string(kb) == keyTargets {
+			at := len(env) - len(entry)
+			out := appendMapHeader(make([]byte, 0, len(env)), n-1)
+			out = append(out, env[start:at]...)
+			return append(out, b...)
+		}
+	}
+	return env
+}

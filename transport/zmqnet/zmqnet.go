@@ -25,13 +25,16 @@ import (
 
 // Network makes ZeroMQ sockets in a context of its own.
 type Network struct {
-	ctx    *zmq.Context
-	linger time.Duration
+	ctx      *zmq.Context
+	linger   time.Duration
+	blocking int32 // see Options.BlockingPollers
 
 	mu     sync.Mutex
 	zap    *zapHandler
 	pipes  int // inproc wake pipes made, for unique names
 	closed bool
+
+	pollers atomic.Int32 // open pollers
 }
 
 // Options tune a Network.
@@ -42,6 +45,10 @@ type Options struct {
 	// Linger bounds how long Close waits for queued messages to be sent
 	// (default 500 ms; negative means not at all).
 	Linger time.Duration
+	// BlockingPollers is how many of the network's pollers may each hold a
+	// thread while they wait, for the fastest wake-up; with more, they wait
+	// in Go's network poller instead (Linux; default 8, negative: none).
+	BlockingPollers int
 }
 
 // New returns a Network with a fresh libzmq context.
@@ -66,10 +73,20 @@ func New(opts Options) (*Network, error) {
 	case linger < 0:
 		linger = 0
 	}
-	return &Network{ctx: ctx, linger: linger}, nil
+	blocking := opts.BlockingPollers
+	switch {
+	case blocking == 0:
+		blocking = 8
+	case blocking < 0:
+		blocking = 0
+	}
+	return &Network{ctx: ctx, linger: linger, blocking: int32(blocking)}, nil
 }
 
 var _ transport.Network = (*Network)(nil)
+
+// listenBacklog is the TCP accept queue asked for on bound sockets.
+const listenBacklog = 4096
 
 // Bind implements transport.Network. An endpoint port of 0 is bound to a
 // free port, as "*" is.
@@ -99,6 +116,13 @@ func (n *Network) Bind(endpoint string, sec *transport.ServerSecurity) (transpor
 	}
 	if err := s.SetRouterHandover(true); err != nil {
 		return fail("router handover", err)
+	}
+	// A thousand engines connect at once when a big job starts; with
+	// libzmq's default backlog of 100 the kernel drops their SYNs and they
+	// wait out TCP's retransmission back-off (1 s, 3 s, 7 s, ...). The
+	// kernel caps this at net.core.somaxconn.
+	if err := s.SetBacklog(listenBacklog); err != nil {
+		return fail("backlog", err)
 	}
 	if sec != nil {
 		if sec.Allow == nil {
@@ -210,51 +234,22 @@ func hostOf(endpoint string) string {
 	return strings.Trim(rest, "[]")
 }
 
-// NewPoller implements transport.Network. Its wake-up pipe is an inproc
-// PAIR of sockets: Wake sends a byte (once until the next Wait) under a
-// mutex, and Wait polls the receiving end with the sockets.
+// NewPoller implements transport.Network.
 func (n *Network) NewPoller(socks ...transport.Socket) (transport.Poller, error) {
+	zs := make([]*zmq.Socket, len(socks))
+	for i, s := range socks {
+		s, ok := s.(*socket)
+		if !ok {
+			return nil, fmt.Errorf("zmqnet: cannot poll a %T", socks[i])
+		}
+		zs[i] = s.s
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
 		return nil, transport.ErrClosed
 	}
-	n.pipes++
-	addr := fmt.Sprintf("inproc://ipcluster-wake-%d", n.pipes)
-	r, err := n.ctx.NewSocket(zmq.PAIR)
-	if err != nil {
-		return nil, err
-	}
-	w, err := n.ctx.NewSocket(zmq.PAIR)
-	if err != nil {
-		r.Close()
-		return nil, err
-	}
-	for _, s := range []*zmq.Socket{r, w} {
-		s.SetLinger(0)
-	}
-	if err := r.Bind(addr); err != nil {
-		r.Close()
-		w.Close()
-		return nil, err
-	}
-	if err := w.Connect(addr); err != nil {
-		r.Close()
-		w.Close()
-		return nil, err
-	}
-	p := &poller{zp: zmq.NewPoller(), n: len(socks), wakeR: r, wakeW: w}
-	for _, s := range socks {
-		zs, ok := s.(*socket)
-		if !ok {
-			r.Close()
-			w.Close()
-			return nil, fmt.Errorf("zmqnet: cannot poll a %T", s)
-		}
-		p.zp.Add(zs.s, zmq.POLLIN)
-	}
-	p.zp.Add(r, zmq.POLLIN)
-	return p, nil
+	return n.newPoller(zs)
 }
 
 // Close terminates the context. All sockets and pollers must be closed
@@ -314,62 +309,4 @@ func (s *socket) Close() error {
 	s.closed = true
 	s.r.close()
 	return s.s.Close()
-}
-
-type poller struct {
-	zp      *zmq.Poller
-	n       int
-	wakeR   *zmq.Socket
-	wmu     sync.Mutex
-	wakeW   *zmq.Socket
-	pending atomic.Bool
-	closed  bool // under wmu
-}
-
-func (p *poller) Wait(timeout time.Duration) ([]bool, error) {
-	if timeout > 0 && timeout < time.Millisecond {
-		timeout = time.Millisecond // zmq_poll counts whole milliseconds
-	}
-	polled, err := p.zp.PollAll(timeout)
-	if err != nil {
-		return nil, fmt.Errorf("zmqnet: poll: %w", err)
-	}
-	ready := make([]bool, p.n)
-	for i := range p.n {
-		ready[i] = polled[i].Events&zmq.POLLIN != 0
-	}
-	if polled[p.n].Events&zmq.POLLIN != 0 {
-		// Drain first, then clear. Clearing first would lose a wake-up: a
-		// Wake between the two would send a byte that the drain swallows,
-		// leaving the flag set and the pipe empty, so no later Wake would
-		// ring. A Wake that finds the flag still set here needs no byte:
-		// its caller's work is seen by what this Wait's caller does next,
-		// and the Swap (a read) orders that work before it.
-		for {
-			if _, err := p.wakeR.RecvBytes(zmq.DONTWAIT); err != nil {
-				break
-			}
-		}
-		p.pending.Swap(false)
-	}
-	return ready, nil
-}
-
-func (p *poller) Wake() {
-	if p.pending.Swap(true) {
-		return // a wake-up is already on its way
-	}
-	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	if !p.closed {
-		p.wakeW.SendBytes([]byte{0}, zmq.DONTWAIT)
-	}
-}
-
-func (p *poller) Close() error {
-	p.wmu.Lock()
-	p.closed = true
-	p.wakeW.Close()
-	p.wmu.Unlock()
-	return p.wakeR.Close()
 }

@@ -14,9 +14,16 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestConformance(t *testing.T) {
+	t.Run("blocking", func(t *testing.T) { conformance(t, zmqnet.Options{}) })
+	// Pollers that park in Go's network poller, as in a process of many
+	// engines.
+	t.Run("parking", func(t *testing.T) { conformance(t, zmqnet.Options{BlockingPollers: -1}) })
+}
+
+func conformance(t *testing.T, opts zmqnet.Options) {
 	transporttest.Run(t, transporttest.Setup{
 		New: func(t *testing.T) transport.Network {
-			n, err := zmqnet.New(zmqnet.Options{})
+			n, err := zmqnet.New(opts)
 			if err != nil {
 				t.Fatal(err)
 			}
