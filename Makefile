@@ -7,7 +7,7 @@ BIN     := bin/ipcluster
 GOFLAGS ?=
 export CGO_ENABLED := 1
 
-.PHONY: all build deps demo test vet fmt-check fuzz bench bench-smoke bench-micro clean help
+.PHONY: all build deps mpi-deps demo test vet fmt-check fuzz bench bench-smoke bench-micro clean help
 
 all: build
 
@@ -36,6 +36,20 @@ deps:
 		fi; \
 	fi
 
+# mpi-deps checks for an MPI library with its headers and mpiexec (Open MPI
+# on Debian), needed by the mpi package's tests built with -tags mpi.
+mpi-deps:
+	@if ! pkg-config --exists mpi 2>/dev/null || ! command -v mpiexec >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing libopenmpi-dev and openmpi-bin (apt-get)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenmpi-dev openmpi-bin >/dev/null || exit 1; \
+		else \
+			echo "the MPI tests need Open MPI (or another MPI with pkg-config module mpi). On Debian or Ubuntu run:"; \
+			echo "    sudo apt-get install libopenmpi-dev openmpi-bin"; \
+			exit 1; \
+		fi; \
+	fi
+
 build: deps
 	$(GO) build $(GOFLAGS) -o $(BIN) ./cmd/ipcluster
 
@@ -54,8 +68,10 @@ vet: deps
 fmt-check:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-test: deps vet fmt-check build
+test: deps mpi-deps vet fmt-check build
 	$(GO) test -race -timeout 15m ./...
+	$(GO) vet -tags mpi ./mpi
+	$(GO) test -race -timeout 5m -tags mpi ./mpi
 
 FUZZTIME ?= 30s
 fuzz: deps
