@@ -23,13 +23,13 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ipcluster/ipcluster/internal/courier"
+	"github.com/ipcluster/ipcluster/mpi"
 	"github.com/ipcluster/ipcluster/transport"
 	"github.com/ipcluster/ipcluster/transport/zmqnet"
 	"github.com/ipcluster/ipcluster/wire"
@@ -66,8 +66,7 @@ type Options struct {
 	Timeout time.Duration
 
 	// What the engine says of itself; defaults come from the environment
-	// ($IPCLUSTER_JOB, and the rank variables of Open MPI, MPICH, PMIx
-	// and SLURM).
+	// ($IPCLUSTER_JOB, and the launcher's rank variables: mpi.FromLauncher).
 	JobKey     string
 	Rank, Size int
 	Cores      int
@@ -124,7 +123,9 @@ func New(opts Options) (*Engine, error) {
 		opts.JobKey = os.Getenv(JobEnv)
 	}
 	if opts.Size == 0 {
-		opts.Rank, opts.Size = launcherRank()
+		if rank, size, ok := mpi.FromLauncher(); ok {
+			opts.Rank, opts.Size = rank, size
+		}
 	}
 	e := &Engine{opts: opts, log: opts.Logger, funcs: make(map[string]*function),
 		registered: make(chan struct{}), ns: make(map[string]wire.Value)}
@@ -136,23 +137,6 @@ func New(opts Options) (*Engine, error) {
 		}
 	}
 	return e, nil
-}
-
-// launcherRank reads the rank and size a launcher gave this process.
-func launcherRank() (rank, size int) {
-	for _, v := range [][2]string{
-		{"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
-		{"PMI_RANK", "PMI_SIZE"},
-		{"PMIX_RANK", "OMPI_COMM_WORLD_SIZE"},
-		{"SLURM_PROCID", "SLURM_NTASKS"},
-	} {
-		r, err1 := strconv.Atoi(os.Getenv(v[0]))
-		s, err2 := strconv.Atoi(os.Getenv(v[1]))
-		if err1 == nil && err2 == nil && s > 0 && r >= 0 && r < s {
-			return r, s
-		}
-	}
-	return 0, 0
 }
 
 // Register makes fn callable by name. fn is an ordinary Go function: an
