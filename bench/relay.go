@@ -30,6 +30,18 @@ func (k curveKeys) env() []string {
 	return []string{"BENCH_CURVE=" + strings.Join([]string{k.serverPub, k.serverSec, k.peerPub, k.peerSec}, " ")}
 }
 
+// useCurve, if curve, makes fresh keys and returns the environment that
+// gives them to helper processes; this process's sockets use them too
+// until done is called.
+func useCurve(curve bool) (env []string, done func()) {
+	if !curve {
+		return nil, func() {}
+	}
+	env = newCurveKeys().env()
+	os.Setenv("BENCH_CURVE", strings.TrimPrefix(env[0], "BENCH_CURVE="))
+	return env, func() { os.Unsetenv("BENCH_CURVE") }
+}
+
 func keysFromEnv() (curveKeys, bool) {
 	f := strings.Fields(os.Getenv("BENCH_CURVE"))
 	if len(f) != 4 {
@@ -171,10 +183,8 @@ func runWorkers(n int, endpoint string) {
 // startFanout starts a relay whose workers live procs to a process,
 // perProc each, and waits until the broker knows them all.
 func startFanout(procs, perProc int) *relay {
-	k := newCurveKeys()
-	env := k.env()
-	os.Setenv("BENCH_CURVE", strings.TrimPrefix(env[0], "BENCH_CURVE="))
-	defer os.Unsetenv("BENCH_CURVE")
+	env, done := useCurve(true)
+	defer done()
 	broker, eps := helper(env, "relay-broker")
 	f := strings.Fields(eps)
 	r := &relay{cmds: []*exec.Cmd{broker}}
@@ -266,13 +276,8 @@ type relay struct {
 }
 
 func startRelay(curve bool, workers int) *relay {
-	var env []string
-	if curve {
-		k := newCurveKeys()
-		env = k.env()
-		os.Setenv("BENCH_CURVE", strings.TrimPrefix(env[0], "BENCH_CURVE="))
-		defer os.Unsetenv("BENCH_CURVE")
-	}
+	env, done := useCurve(curve)
+	defer done()
 	broker, eps := helper(env, "relay-broker")
 	f := strings.Fields(eps)
 	r := &relay{cmds: []*exec.Cmd{broker}}
@@ -343,13 +348,8 @@ func (r *relay) pipelined(n, window int) float64 {
 // hop measures sending size bytes in one frame to another process and
 // getting its acknowledgement, in GB/s, runs times.
 func hop(curve bool, size, runs int) []float64 {
-	var env []string
-	if curve {
-		k := newCurveKeys()
-		env = k.env()
-		os.Setenv("BENCH_CURVE", strings.TrimPrefix(env[0], "BENCH_CURVE="))
-		defer os.Unsetenv("BENCH_CURVE")
-	}
+	env, done := useCurve(curve)
+	defer done()
 	sink, ep := helper(env, "hop-sink")
 	defer stopAll(sink)
 	s := newSocket(zmq.DEALER)
@@ -407,40 +407,4 @@ func percentile(xs []float64, p float64) float64 {
 	}
 	i := int(p / 100 * float64(len(s)-1))
 	return s[i]
-}
-
-// hopChunked is hop with the data split into frames of chunk bytes.
-func hopChunked(curve bool, size, chunk, runs int) []float64 {
-	var env []string
-	if curve {
-		k := newCurveKeys()
-		env = k.env()
-		os.Setenv("BENCH_CURVE", strings.TrimPrefix(env[0], "BENCH_CURVE="))
-		defer os.Unsetenv("BENCH_CURVE")
-	}
-	sink, ep := helper(env, "hop-sink")
-	defer stopAll(sink)
-	s := newSocket(zmq.DEALER)
-	defer s.Close()
-	dial(s)
-	must(s.Connect(ep))
-	s.SendMessage("warm")
-	s.RecvMessageBytes(0)
-	buf := make([]byte, size)
-	var out []float64
-	for range runs {
-		t0 := time.Now()
-		for off := 0; off < size; off += chunk {
-			flag := zmq.SNDMORE
-			if off+chunk >= size {
-				flag = 0
-			}
-			_, err := s.SendBytes(buf[off:min(size, off+chunk)], flag)
-			must(err)
-		}
-		_, err := s.RecvMessageBytes(0)
-		must(err)
-		out = append(out, float64(size)/time.Since(t0).Seconds()/1e9)
-	}
-	return out
 }
