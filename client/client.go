@@ -85,7 +85,7 @@ type Client struct {
 
 	mu      sync.Mutex
 	pending map[string]waiter // by request id
-	engines map[int]wire.EngineInfo
+	engines registry
 	changed chan struct{} // closed, and replaced, when engines changes
 	closing bool
 	err     error // why the client stopped
@@ -122,7 +122,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	}
 	c := &Client{opts: opts, log: opts.Logger, conn: ci, net: opts.Network, session: wire.NewSession(),
 		signer: wire.NewSigner(ci.SigningKey()), pending: make(map[string]waiter),
-		engines: make(map[int]wire.EngineInfo), changed: make(chan struct{}), ioDone: make(chan struct{})}
+		engines: make(registry), changed: make(chan struct{}), ioDone: make(chan struct{})}
 	if c.net == nil {
 		n, err := zmqnet.New(zmqnet.Options{})
 		if err != nil {
@@ -244,15 +244,24 @@ func (c *Client) IDs() []int {
 // controller tells the client when each registers; it returns at once if
 // they already are. It fails when ctx ends or the client stops.
 func (c *Client) WaitForEngines(ctx context.Context, n int) error {
+	return c.waitFor(ctx, func(r registry) (bool, string) {
+		return len(r) >= n, fmt.Sprintf("waiting for %d engines (%d registered)", n, len(r))
+	})
+}
+
+// waitFor waits until done holds for the registered engines; done also
+// says what is awaited, for errors.
+func (c *Client) waitFor(ctx context.Context, done func(registry) (bool, string)) error {
 	for {
 		c.mu.Lock()
-		have, changed, err := len(c.engines), c.changed, c.err
+		ok, what := done(c.engines)
+		changed, err := c.changed, c.err
 		c.mu.Unlock()
 		switch {
-		case have >= n:
+		case ok:
 			return nil
 		case err != nil:
-			return err
+			return fmt.Errorf("client: %s: %w", what, err)
 		}
 		select {
 		case <-changed:
@@ -263,9 +272,9 @@ func (c *Client) WaitForEngines(ctx context.Context, n int) error {
 			if err == nil {
 				err = ErrClosed
 			}
-			return fmt.Errorf("client: waiting for %d engines (%d registered): %w", n, have, err)
+			return fmt.Errorf("client: %s: %w", what, err)
 		case <-ctx.Done():
-			return fmt.Errorf("client: waiting for %d engines (%d registered): %w", n, have, context.Cause(ctx))
+			return fmt.Errorf("client: %s: %w", what, context.Cause(ctx))
 		}
 	}
 }
@@ -368,7 +377,9 @@ func (c *Client) resolve(t Target) ([]int, error) {
 	if t == nil {
 		t = All
 	}
-	return t.resolve(c.IDs())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return t.resolve(c.engines)
 }
 
 // control sends a request to the controller and decodes its reply into

@@ -2,27 +2,36 @@ package client
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
+
+	"github.com/ipcluster/ipcluster/wire"
 )
 
-// Target selects engines by id.
+// Target selects engines: all of them, by id, or by job and rank.
 type Target interface {
-	// resolve returns the ids the target names, given the registered ones.
-	resolve(registered []int) ([]int, error)
+	// resolve returns the ids the target names, given the registered engines.
+	resolve(reg registry) ([]int, error)
 	String() string
 }
+
+// registry is the client's table of registered engines, by id.
+type registry map[int]wire.EngineInfo
+
+// ids returns the registered ids, sorted.
+func (r registry) ids() []int { return slices.Sorted(maps.Keys(r)) }
 
 type allTarget int
 
 // All targets every registered engine.
 const All allTarget = 0
 
-func (allTarget) resolve(registered []int) ([]int, error) {
-	if len(registered) == 0 {
+func (allTarget) resolve(reg registry) ([]int, error) {
+	if len(reg) == 0 {
 		return nil, fmt.Errorf("client: no engines are registered")
 	}
-	return slices.Clone(registered), nil
+	return reg.ids(), nil
 }
 
 func (allTarget) String() string { return "all" }
@@ -32,13 +41,13 @@ type listTarget []int
 // Engines targets the engines with the given ids, in that order.
 func Engines(ids ...int) Target { return listTarget(slices.Clone(ids)) }
 
-func (l listTarget) resolve(registered []int) ([]int, error) {
+func (l listTarget) resolve(reg registry) ([]int, error) {
 	if len(l) == 0 {
 		return nil, fmt.Errorf("client: the target names no engines")
 	}
 	for _, id := range l {
-		if !slices.Contains(registered, id) {
-			return nil, fmt.Errorf("client: engine %d is not registered (registered: %v)", id, registered)
+		if _, ok := reg[id]; !ok {
+			return nil, fmt.Errorf("client: engine %d is not registered (registered: %v)", id, reg.ids())
 		}
 	}
 	return slices.Clone(l), nil
@@ -51,7 +60,8 @@ type rangeTarget struct{ lo, hi int }
 // Range targets the registered engines with ids in [lo, hi).
 func Range(lo, hi int) Target { return rangeTarget{lo, hi} }
 
-func (r rangeTarget) resolve(registered []int) ([]int, error) {
+func (r rangeTarget) resolve(reg registry) ([]int, error) {
+	registered := reg.ids()
 	var out []int
 	for _, id := range registered {
 		if id >= r.lo && id < r.hi {

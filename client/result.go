@@ -321,3 +321,24 @@ func Results[T any](ctx context.Context, r *AsyncResult) (map[int]T, error) {
 	}
 	return out, r.combine(errs)
 }
+
+// ResultList waits for a call and decodes its results into a list in
+// target order: rank order for a job's view. Like Results, it returns what
+// succeeded (zero values in the places of failed tasks) and an error.
+func ResultList[T any](ctx context.Context, r *AsyncResult) ([]T, error) {
+	if err := r.Wait(ctx); err != nil {
+		return nil, err
+	}
+	out := make([]T, len(r.tasks))
+	var errs []error
+	for i, t := range r.tasks {
+		if t.err != nil {
+			errs = append(errs, t.err)
+			continue
+		}
+		if err := r.decode(t, reflect.ValueOf(&out[i]).Elem()); err != nil {
+			errs = append(errs, fmt.Errorf("engine %d: %w", t.engine, err))
+		}
+	}
+	return out, r.combine(errs)
+}

@@ -88,7 +88,8 @@ type core struct {
 	// of the socket they receive on: they may send from another.
 	bySession map[string]*engineState
 	nextID    int
-	jobs      map[string]int
+	jobs      map[string]int  // the controller's job number by launcher key
+	ranks     map[jobRank]int // the engine holding each rank of a job
 	tasks     map[taskKey]*task
 	ids       map[string]int // live tasks per request id
 	taskSeq   uint64
@@ -108,7 +109,7 @@ func newCore(cfg *Config, clusterID string, sched *scheduler.Scheduler, clientKe
 		clientGuard: wire.ReplayGuard{Max: 100000}, engineGuard: wire.ReplayGuard{Max: 100000},
 		sched: sched, now: time.Now(), onCount: func(int) {},
 		engines: make(map[int]*engineState), bySession: make(map[string]*engineState),
-		jobs: make(map[string]int), tasks: make(map[taskKey]*task), ids: make(map[string]int), clients: make(map[string]bool),
+		jobs: make(map[string]int), ranks: make(map[jobRank]int), tasks: make(map[taskKey]*task), ids: make(map[string]int), clients: make(map[string]bool),
 		history: history{max: cfg.TaskHistory, byID: make(map[string][]wire.TaskInfo)},
 		kept:    retention{maxCount: cfg.ResultCache, maxBytes: cfg.ResultCacheBytes, byID: make(map[string][]keptReply)},
 	}
@@ -409,6 +410,10 @@ func (c *core) register(rid string, eng *engineState, m *wire.Message) {
 		c.replyEngineError(rid, m.ID, errProtocol, err.Error())
 		return
 	}
+	if msg := c.checkRank(&info); msg != "" {
+		c.replyEngineError(rid, m.ID, errBadRequest, msg)
+		return
+	}
 	info.ID = c.nextID
 	c.nextID++
 	info.Job = 0 // the controller's number, not the engine's say
@@ -417,6 +422,9 @@ func (c *core) register(rid string, eng *engineState, m *wire.Message) {
 			c.jobs[info.JobKey] = len(c.jobs) + 1
 		}
 		info.Job = c.jobs[info.JobKey]
+		if info.Size > 0 {
+			c.ranks[jobRank{info.JobKey, info.Rank}] = info.ID
+		}
 	}
 	info.Registered = c.now.UnixNano()
 	info.State, info.Queued, info.Running, info.LastHeartbeat = "", 0, "", 0
@@ -429,6 +437,28 @@ func (c *core) register(rid string, eng *engineState, m *wire.Message) {
 	c.applyActions()
 	c.broadcast(wire.EngineEventContent{Event: wire.EventRegistered, Engine: c.describe(eng)})
 	c.onCount(len(c.engines))
+}
+
+// jobRank names one rank of one job, by the launcher's job key.
+type jobRank struct {
+	job  string
+	rank int
+}
+
+// checkRank returns why an engine's rank and size cannot be accepted, or "".
+// Ranks of a job are unique so that a job's view addresses each rank once.
+func (c *core) checkRank(info *wire.EngineInfo) string {
+	switch {
+	case info.Size < 0:
+		return fmt.Sprintf("MPI size %d is negative", info.Size)
+	case info.Size > 0 && (info.Rank < 0 || info.Rank >= info.Size):
+		return fmt.Sprintf("rank %d is outside the job's ranks 0..%d", info.Rank, info.Size-1)
+	case info.Size > 0 && info.JobKey != "":
+		if other, ok := c.ranks[jobRank{info.JobKey, info.Rank}]; ok {
+			return fmt.Sprintf("job %d already has rank %d (engine %d)", c.jobs[info.JobKey], info.Rank, other)
+		}
+	}
+	return ""
 }
 
 func (c *core) registerReply(eng *engineState) wire.RegisterReplyContent {
@@ -516,6 +546,9 @@ func (c *core) removeEngine(eng *engineState, event, reason string) {
 	id := eng.info.ID
 	delete(c.engines, id)
 	delete(c.bySession, eng.rid)
+	if k := (jobRank{eng.info.JobKey, eng.info.Rank}); c.ranks[k] == id {
+		delete(c.ranks, k)
+	}
 	c.log.Info("engine gone", "engine", id, "event", event, "reason", reason)
 	for _, t := range eng.queue {
 		if t.balanced {

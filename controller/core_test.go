@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -1099,5 +1100,43 @@ func TestBatching(t *testing.T) {
 	got := cl.expect(wire.TaskReply, wire.TaskReply)
 	if got[0].Parent != a.ID || got[1].Parent != b.ID || h.out.batches-before != 1 {
 		t.Fatalf("replies %q %q in %d batches", got[0].Parent, got[1].Parent, h.out.batches-before)
+	}
+}
+
+// Ranks must lie within the job's size, and each rank of a job registers
+// once; a refused engine is told why, and the rank frees when it leaves.
+func TestRegistrationChecksRanks(t *testing.T) {
+	h := newHarness(t, Config{})
+	first := h.newEngine("rank-0")
+	first.register(wire.EngineInfo{Host: "node", JobKey: "job-a", Rank: 0, Size: 2})
+	for _, tc := range []struct {
+		name string
+		info wire.EngineInfo
+		want string
+	}{
+		{"rank too high", wire.EngineInfo{JobKey: "job-a", Rank: 2, Size: 2}, "rank 2 is outside the job's ranks 0..1"},
+		{"negative rank", wire.EngineInfo{JobKey: "job-a", Rank: -1, Size: 2}, "rank -1 is outside"},
+		{"negative size", wire.EngineInfo{JobKey: "job-a", Size: -3}, "MPI size -3 is negative"},
+		{"rank taken", wire.EngineInfo{JobKey: "job-a", Rank: 0, Size: 2}, "job 1 already has rank 0 (engine 0)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := h.newEngine("bad-" + tc.name)
+			m := e.msg(wire.Register, tc.info)
+			e.send(m)
+			reply := h.takeFirst("engine", e.rid)
+			info := decode[wire.ErrorInfo](t, reply)
+			if reply.Type != wire.Error || reply.Parent != m.ID || !strings.Contains(info.Message, tc.want) {
+				t.Errorf("got %s %+v, want an error naming %q", reply.Type, info, tc.want)
+			}
+		})
+	}
+	// The same rank in another job, and the free rank in this one, are fine.
+	h.newEngine("other-job").register(wire.EngineInfo{JobKey: "job-b", Rank: 0, Size: 2})
+	h.newEngine("rank-1").register(wire.EngineInfo{JobKey: "job-a", Rank: 1, Size: 2})
+	// Once rank 0 leaves, a new rank 0 may register.
+	first.send(first.msg(wire.Unregister, nil))
+	h.discard()
+	if r := h.newEngine("rank-0-again").register(wire.EngineInfo{JobKey: "job-a", Rank: 0, Size: 2}); r.ID != 3 {
+		t.Errorf("the new rank 0 got id %d, want 3", r.ID)
 	}
 }

@@ -463,6 +463,10 @@ func (l *ioLoop) handleOne(m *wire.Message) {
 			l.stop = fmt.Errorf("engine: %w: the controller refused this engine: %s", ErrControllerLost, info.Message)
 			return
 		}
+		if l.period == 0 && m.Parent != "" {
+			l.stop = fmt.Errorf("engine: the controller refused the registration: %s", info.Message)
+			return
+		}
 		e.log.Warn("the controller reported an error", "type", info.Type, "message", info.Message)
 	default:
 		e.log.Warn("ignored an unexpected message", "type", m.Type)

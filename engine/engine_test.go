@@ -699,3 +699,24 @@ func TestAbort(t *testing.T) {
 		t.Fatalf("task after the aborted one: %q %v", typ, v)
 	}
 }
+
+// An engine whose registration the controller refuses stops at once with
+// the controller's reason, and says what it registered as.
+func TestRegistrationRefused(t *testing.T) {
+	f := newFakeController(t)
+	r := startEngine(t, f, engine.Options{JobKey: "job-x", Rank: 3, Size: 4})
+	rid, reg := f.next(t, wire.Register)
+	var info wire.EngineInfo
+	if err := wire.DecodeContent(reg, &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.JobKey != "job-x" || info.Rank != 3 || info.Size != 4 {
+		t.Errorf("registered as job %q rank %d of %d, want job-x rank 3 of 4", info.JobKey, info.Rank, info.Size)
+	}
+	content, _ := wire.EncodeContent(wire.ErrorInfo{Type: "BadRequest", Message: "job 1 already has rank 3 (engine 0)"})
+	f.send(t, rid, &wire.Message{Header: wire.Header{Type: wire.Error, Parent: reg.ID}, Content: content})
+	err := r.wait(t)
+	if err == nil || !strings.Contains(err.Error(), "refused the registration: job 1 already has rank 3") {
+		t.Errorf("Run = %v, want the refusal", err)
+	}
+}

@@ -90,7 +90,16 @@ func Start(t testing.TB, opts Options) *Cluster {
 // AddEngine starts one more engine; it does not wait for it to register.
 func (c *Cluster) AddEngine(t testing.TB, setup func(int, *engine.Engine) error) *engine.Engine {
 	t.Helper()
-	e, err := engine.New(engine.Options{Connection: c.Controller.EngineInfo(), Network: c.Net, Logger: testLogger(t)})
+	return c.AddEngineWith(t, engine.Options{}, setup)
+}
+
+// AddEngineWith starts one more engine with the given options (their
+// connection, network and logger are the cluster's); it does not wait for
+// it to register.
+func (c *Cluster) AddEngineWith(t testing.TB, opts engine.Options, setup func(int, *engine.Engine) error) *engine.Engine {
+	t.Helper()
+	opts.Connection, opts.Network, opts.Logger = c.Controller.EngineInfo(), c.Net, testLogger(t)
+	e, err := engine.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
