@@ -232,6 +232,9 @@ func (c *Client) release() {
 	}
 }
 
+// Endpoint returns the controller's address the client is connected to.
+func (c *Client) Endpoint() string { return c.conn.Endpoint }
+
 // IDs returns the ids of the registered engines, sorted, as last told by
 // the controller.
 func (c *Client) IDs() []int {

@@ -64,9 +64,13 @@ type Options struct {
 	// Timeout is how long the engine waits for the controller: to answer
 	// its registration, and between messages afterwards. Default 10s.
 	Timeout time.Duration
+	// StopGrace is how long Run waits, when it stops, for a running task
+	// to end after its context is cancelled. Default 5s.
+	StopGrace time.Duration
 
-	// What the engine says of itself; defaults come from the environment
-	// ($IPCLUSTER_JOB, and the launcher's rank variables: mpi.FromLauncher).
+	// What the engine says of itself. Defaults: $IPCLUSTER_JOB; the rank
+	// and size of MPI_COMM_WORLD once MPI is initialised in a build with
+	// MPI, else the launcher's variables (mpi.FromLauncher).
 	JobKey     string
 	Rank, Size int
 	Cores      int
@@ -102,6 +106,8 @@ type Engine struct {
 	earlyCause error
 
 	ns map[string]wire.Value // used by the executor goroutine only
+
+	background *background // set by Start
 }
 
 // New returns an engine with the builtin functions registered: echo,
@@ -122,8 +128,13 @@ func New(opts Options) (*Engine, error) {
 	if opts.JobKey == "" {
 		opts.JobKey = os.Getenv(JobEnv)
 	}
+	if opts.StopGrace == 0 {
+		opts.StopGrace = 5 * time.Second
+	}
 	if opts.Size == 0 {
-		if rank, size, ok := mpi.FromLauncher(); ok {
+		if mpi.Enabled && mpi.Initialized() {
+			opts.Rank, opts.Size = mpi.World().Rank(), mpi.World().Size()
+		} else if rank, size, ok := mpi.FromLauncher(); ok {
 			opts.Rank, opts.Size = rank, size
 		}
 	}
@@ -290,7 +301,7 @@ type ioLoop struct {
 
 var errShutdown = errors.New("shutdown requested")
 
-func (l *ioLoop) run(ctx context.Context) error {
+func (l *ioLoop) run(ctx context.Context) (err error) {
 	e := l.e
 	stopWake := context.AfterFunc(ctx, l.poller.Wake)
 	defer stopWake()
@@ -319,9 +330,18 @@ func (l *ioLoop) run(ctx context.Context) error {
 	// Stopping the executor cancels the running task with errStopping.
 	execCtx, stopExec := context.WithCancelCause(context.Background())
 	var execDone sync.WaitGroup
-	defer func() {
+	stopped := false
+	stopExecutor := func() error {
+		stopped = true
 		stopExec(errStopping)
-		execDone.Wait()
+		return e.waitExecutor(&execDone)
+	}
+	defer func() {
+		if !stopped {
+			if stuck := stopExecutor(); stuck != nil && err == nil {
+				err = stuck
+			}
+		}
 	}()
 	started := false
 	for {
@@ -380,15 +400,43 @@ func (l *ioLoop) run(ctx context.Context) error {
 	// An orderly stop: end the running task, let its reply out, and say
 	// goodbye. Queued work is not started; the controller learns of it
 	// from the goodbye.
-	stopExec(errStopping)
-	execDone.Wait()
+	stuck := stopExecutor()
 	if l.period > 0 {
 		e.courier.Flush(&wire.Message{Header: e.header(wire.Unregister, "")})
 	} else {
 		e.courier.Flush()
 	}
 	e.log.Info("engine stopped", "engine", e.ID())
-	return nil
+	return stuck
+}
+
+// waitExecutor waits for the executor to end once its context is
+// cancelled. A task that ignores its context, such as one blocked in an
+// MPI call that other ranks never join, is given StopGrace and then left
+// behind: the process must exit to be rid of it.
+func (e *Engine) waitExecutor(wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(e.opts.StopGrace):
+		e.log.Error("a task ignores its cancellation", "task", e.currentID(), "grace", e.opts.StopGrace)
+		return &StuckError{Task: e.currentID(), Grace: e.opts.StopGrace}
+	}
+}
+
+// StuckError is returned by Run when the running task did not end within
+// Options.StopGrace of being cancelled. Its goroutine still runs; the
+// process should exit (without MPI_Finalize, which would wait for it).
+type StuckError struct {
+	Task  string
+	Grace time.Duration
+}
+
+func (e *StuckError) Error() string {
+	return fmt.Sprintf("engine: task %s did not end within %v of being cancelled "+
+		"(blocked in a call that ignores its context, such as MPI without one?)", e.Task, e.Grace)
 }
 
 func (l *ioLoop) heartbeat() {

@@ -720,3 +720,56 @@ func TestRegistrationRefused(t *testing.T) {
 		t.Errorf("Run = %v, want the refusal", err)
 	}
 }
+
+// A task that ignores its cancellation does not hold up the engine's stop
+// forever: Run returns a *StuckError naming it after StopGrace.
+func TestStuckTask(t *testing.T) {
+	f := newFakeController(t)
+	release := make(chan struct{})
+	defer close(release)
+	started := make(chan struct{})
+	e, err := engine.Start(context.Background(), engine.Options{Connection: f.ci, Network: f.net, StopGrace: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Register("wedged", func() { close(started); <-release }); err != nil {
+		t.Fatal(err)
+	}
+	rid := f.register(t, 1)
+	id := f.apply(t, rid, "wedged")
+	<-started
+	err = e.Close()
+	var stuck *engine.StuckError
+	if !errors.As(err, &stuck) || stuck.Task != id || !strings.Contains(err.Error(), "did not end within 50ms") {
+		t.Fatalf("Close = %v, want a *StuckError for task %s", err, id)
+	}
+	select {
+	case <-e.Done():
+	default:
+		t.Error("Done is not closed after Close")
+	}
+}
+
+// Start runs an engine in the background until Close; the controller's
+// shutdown also ends it, cleanly.
+func TestStartClose(t *testing.T) {
+	f := newFakeController(t)
+	e, err := engine.Start(context.Background(), engine.Options{Connection: f.ci, Network: f.net})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rid := f.register(t, 4)
+	waitRegistered(t, e)
+	f.send(t, rid, &wire.Message{Header: wire.Header{Type: wire.Shutdown}})
+	<-e.Done()
+	if err := e.Close(); err != nil {
+		t.Errorf("Close after a shutdown = %v", err)
+	}
+	plain, err := engine.New(engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.Close(); err == nil {
+		t.Error("Close of an engine not made by Start succeeded")
+	}
+}

@@ -1,5 +1,6 @@
 // Package launchers starts and stops groups of engine processes: on this
-// machine (Local), and in later work through mpiexec and batch systems.
+// machine (Local), as the ranks of an MPI job (MPIExec), and in later work
+// through batch systems.
 // Every launcher hands engines their connection through the environment,
 // so no shared filesystem is needed.
 package launchers
@@ -22,8 +23,14 @@ type Launcher interface {
 	Stop(grace time.Duration) error
 	// Done is closed when every process has exited.
 	Done() <-chan struct{}
-	// Processes describes the processes.
+	// FirstExit is closed when the first process exits: while engines
+	// start, that means one failed.
+	FirstExit() <-chan struct{}
+	// Processes describes the processes, and how those that exited ended.
 	Processes() []Process
+	// Output returns the last lines engine i (a local process, an MPI rank)
+	// printed, for error reports.
+	Output(i int) string
 }
 
 // Process describes one launched process.

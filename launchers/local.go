@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -23,9 +24,11 @@ type Local struct {
 	// OnExit, if set, is called (from another goroutine) as each process exits.
 	OnExit func(Process)
 
-	mu    sync.Mutex
-	procs []*localProc
-	done  chan struct{}
+	mu        sync.Mutex
+	procs     []*localProc
+	done      chan struct{}
+	firstExit chan struct{}
+	exitOnce  sync.Once
 }
 
 type localProc struct {
@@ -59,7 +62,7 @@ func (l *Local) Start(ctx context.Context) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.done = make(chan struct{})
+	l.done, l.firstExit = make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range l.N {
 		if err := ctx.Err(); err != nil {
@@ -92,6 +95,7 @@ func (l *Local) Start(ctx context.Context) error {
 			l.mu.Lock()
 			p.exited, p.err = true, err
 			l.mu.Unlock()
+			l.exitOnce.Do(func() { close(l.firstExit) })
 			if l.OnExit != nil {
 				l.OnExit(Process{PID: cmd.Process.Pid, Log: p.log, Exited: true, Err: err})
 			}
@@ -143,6 +147,9 @@ func (l *Local) Stop(grace time.Duration) error {
 // Done implements Launcher.
 func (l *Local) Done() <-chan struct{} { return l.done }
 
+// FirstExit implements Launcher.
+func (l *Local) FirstExit() <-chan struct{} { return l.firstExit }
+
 // Processes implements Launcher.
 func (l *Local) Processes() []Process {
 	l.mu.Lock()
@@ -152,4 +159,19 @@ func (l *Local) Processes() []Process {
 		out[i] = Process{PID: p.cmd.Process.Pid, Log: p.log, Exited: p.exited, Err: p.err}
 	}
 	return out
+}
+
+// Output implements Launcher: the last lines of process i's log file.
+func (l *Local) Output(i int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if i < 0 || i >= len(l.procs) || l.procs[i].log == "" {
+		return ""
+	}
+	data, err := os.ReadFile(l.procs[i].log)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-20):], "\n")
 }

@@ -20,7 +20,12 @@ func newEngine(g *globals, setup func(*engine.Engine) error) *cobra.Command {
 --file, $IPCLUSTER_CONNECTION (the connection JSON, set by launchers),
 $IPCLUSTER_CONNECTION_FILE, or the profile's security/engine.json.
 It exits when the controller tells it to, or when the controller has
-been silent for [engines] heartbeat_timeout.`,
+been silent for [engines] heartbeat_timeout.
+
+Started as an MPI rank (by ipcluster mpiexec, srun, ...) it registers
+with its rank and size; in a build with MPI (make build, which uses the
+build tag mpi when pkg-config finds MPI) it also initialises MPI, so the
+functions it runs can use package mpi.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, cfg, err := g.load()
@@ -43,16 +48,7 @@ been silent for [engines] heartbeat_timeout.`,
 			if file == "" && os.Getenv(engine.ConnectionEnv) == "" && os.Getenv(engine.ConnectionFileEnv) == "" {
 				opts.ConnectionFile = p.EngineFile()
 			}
-			e, err := engine.New(opts)
-			if err != nil {
-				return err
-			}
-			if setup != nil {
-				if err := setup(e); err != nil {
-					return err
-				}
-			}
-			err = e.Run(cmd.Context())
+			err = engine.Serve(cmd.Context(), opts, setup)
 			if errors.Is(err, engine.ErrControllerLost) {
 				log.Error("engine exiting", "err", err)
 			}

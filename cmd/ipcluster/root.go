@@ -35,6 +35,7 @@ the configuration ipcluster.toml, connection files, run state and logs.`,
 		Example: `  ipcluster start -n 4          # controller + 4 engines on this machine
   ipcluster -n 4                # the same
   ipcluster start -n 4 --daemon # in the background
+  ipcluster mpiexec -n 4        # controller + 4 engines as the ranks of an MPI job
   ipcluster engines             # list the engines
   ipcluster stop                # stop the cluster of the profile`,
 		Args:          cobra.NoArgs,
@@ -55,7 +56,7 @@ the configuration ipcluster.toml, connection files, run state and logs.`,
 	root.RegisterFlagCompletionFunc("profile", completeProfiles)
 	root.RegisterFlagCompletionFunc("log-level", cobra.FixedCompletions(
 		[]string{"debug", "info", "warn", "error"}, cobra.ShellCompDirectiveNoFileComp))
-	root.AddCommand(newStart(g), newStop(g), newEngines(g), newController(g), newEngine(g, opts.engineSetup), newVersion())
+	root.AddCommand(newStart(g), newMPIExec(g), newStop(g), newEngines(g), newController(g), newEngine(g, opts.engineSetup), newVersion())
 	return root
 }
 

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -68,9 +67,8 @@ func runStart(cmd *cobra.Command, g *globals, n int, daemon bool) error {
 		return &profile.RunningError{Profile: p.Name, PID: pid}
 	}
 	out := cmd.OutOrStdout()
-	readyFD := os.Getenv(daemonEnv)
-	if daemon && readyFD == "" {
-		return spawnDaemon(cmd.Context(), p, out)
+	if daemon && os.Getenv(daemonEnv) == "" {
+		return spawnDaemon(cmd.Context(), p, "ipcluster.log", out)
 	}
 
 	log, closeLog, err := g.newLogger(p, cfg, "ipcluster.log", cmd.ErrOrStderr())
@@ -78,44 +76,75 @@ func runStart(cmd *cobra.Command, g *globals, n int, daemon bool) error {
 		return err
 	}
 	defer closeLog()
-	var report *os.File
-	if readyFD != "" {
-		fd, err := strconv.Atoi(readyFD)
-		if err != nil {
-			return fmt.Errorf("$%s=%q is not a descriptor", daemonEnv, readyFD)
-		}
-		report = os.NewFile(uintptr(fd), "daemon-ready")
-		defer report.Close()
+	report, err := daemonReport()
+	if err != nil {
+		return err
 	}
 	err = supervisor.Run(cmd.Context(), supervisor.Options{
 		Profile: p, Config: cfg, Engines: n, Logger: log, Daemon: report != nil,
 		Ready: func(r supervisor.Ready) {
-			if report != nil {
-				fmt.Fprintf(report, "ready\t%s\t%d\t%s\t%d\n", r.ClientFile, r.Engines, r.Endpoint, r.Elapsed.Microseconds())
-				report.Close()
-				report = nil
+			msg := fmt.Sprintf("ipcluster: %d engines ready in %.2f s (profile %q)\n", r.Engines, r.Elapsed.Seconds(), p.Name) +
+				fmt.Sprintf("  connection file: %s\n  controller:      %s\n  logs:            %s\n", r.ClientFile, r.Endpoint, p.LogDir())
+			if report.ready(msg) {
 				return
 			}
-			fmt.Fprintf(out, "ipcluster: %d engines ready in %.2f s (profile %q)\n", r.Engines, r.Elapsed.Seconds(), p.Name)
-			fmt.Fprintf(out, "  connection file: %s\n  controller:      %s\n  logs:            %s\n", r.ClientFile, r.Endpoint, p.LogDir())
+			fmt.Fprint(out, msg)
 			fmt.Fprintln(out, "Press Ctrl-C to stop.")
 		},
 	})
 	if err != nil {
-		if report != nil {
-			fmt.Fprintf(report, "error\t%s\n", strings.ReplaceAll(err.Error(), "\n", "\\n"))
-		}
+		report.failed(err)
 		return err
 	}
-	if readyFD == "" {
+	if report == nil {
 		fmt.Fprintln(out, "ipcluster: stopped")
 	}
 	return nil
 }
 
+// daemonPipe is how a background child (started by spawnDaemon) tells
+// its parent that it is ready, or why it failed.
+type daemonPipe struct{ f *os.File }
+
+// daemonReport returns the pipe to the parent if this process is a
+// background child, else nil.
+func daemonReport() (*daemonPipe, error) {
+	fd := os.Getenv(daemonEnv)
+	if fd == "" {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(fd)
+	if err != nil {
+		return nil, fmt.Errorf("$%s=%q is not a descriptor", daemonEnv, fd)
+	}
+	return &daemonPipe{os.NewFile(uintptr(n), "daemon-ready")}, nil
+}
+
+// ready sends msg, what the parent prints, and reports whether there was
+// a parent to send it to.
+func (d *daemonPipe) ready(msg string) bool {
+	if d == nil || d.f == nil {
+		return false
+	}
+	fmt.Fprintf(d.f, "ready\t%s\n", strings.ReplaceAll(msg, "\n", "\\n"))
+	d.f.Close()
+	d.f = nil
+	return true
+}
+
+// failed sends err, if nothing was sent yet.
+func (d *daemonPipe) failed(err error) {
+	if d == nil || d.f == nil {
+		return
+	}
+	fmt.Fprintf(d.f, "error\t%s\n", strings.ReplaceAll(err.Error(), "\n", "\\n"))
+	d.f.Close()
+	d.f = nil
+}
+
 // spawnDaemon starts this command again in the background, detached from
 // the terminal, and returns once it reports the cluster ready (or failed).
-func spawnDaemon(ctx context.Context, p *profile.Profile, out io.Writer) error {
+func spawnDaemon(ctx context.Context, p *profile.Profile, logName string, out io.Writer) error {
 	if err := p.Ensure(); err != nil {
 		return err
 	}
@@ -123,7 +152,7 @@ func spawnDaemon(ctx context.Context, p *profile.Profile, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logPath := filepath.Join(p.LogDir(), "ipcluster.log")
+	logPath := filepath.Join(p.LogDir(), logName)
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
@@ -159,21 +188,20 @@ func spawnDaemon(ctx context.Context, p *profile.Profile, out io.Writer) error {
 		syscall.Kill(pid, syscall.SIGTERM)
 		return ctx.Err()
 	}
-	fields := strings.Split(line, "\t")
-	switch {
-	case fields[0] == "ready" && len(fields) == 5:
-		us, _ := strconv.ParseInt(fields[4], 10, 64)
-		fmt.Fprintf(out, "ipcluster: %s engines ready in %.2f s, in the background (pid %d, profile %q)\n",
-			fields[2], (time.Duration(us) * time.Microsecond).Seconds(), pid, p.Name)
-		fmt.Fprintf(out, "  connection file: %s\n  controller:      %s\n  logs:            %s\n", fields[1], fields[3], p.LogDir())
+	kind, msg, _ := strings.Cut(line, "\t")
+	msg = strings.ReplaceAll(msg, "\\n", "\n")
+	switch kind {
+	case "ready":
+		fmt.Fprint(out, msg)
+		fmt.Fprintf(out, "Running in the background (pid %d). ", pid)
 		stop := "ipcluster stop"
 		if p.Name != profile.DefaultName {
 			stop += " --profile " + p.Name
 		}
 		fmt.Fprintf(out, "Stop it with: %s\n", stop)
 		return nil
-	case fields[0] == "error" && len(fields) >= 2:
-		return errors.New(strings.ReplaceAll(strings.Join(fields[1:], "\t"), "\\n", "\n"))
+	case "error":
+		return errors.New(msg)
 	}
-	return fmt.Errorf("the background cluster (pid %d) exited while starting; see %s", pid, logPath)
+	return fmt.Errorf("the background process (pid %d) exited while starting; see %s", pid, logPath)
 }

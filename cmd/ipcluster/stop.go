@@ -13,17 +13,27 @@ import (
 )
 
 func newStop(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var job int
+	cmd := &cobra.Command{
 		Use:   "stop",
-		Short: "Stop the cluster of a profile, from any shell",
+		Short: "Stop the cluster of a profile, or one of its jobs, from any shell",
 		Long: `Stop asks the profile's controller to shut down its engines and itself,
 and waits for the cluster's process to exit. If the controller does not
-answer, the process is sent SIGTERM, then SIGKILL.`,
+answer, the process is sent SIGTERM, then SIGKILL.
+
+With --job N it stops only job N (as ipcluster engines numbers them): its
+engines shut down, its launcher (mpiexec) ends, and the rest of the
+cluster keeps running.`,
+		Example: `  ipcluster stop
+  ipcluster stop --job 2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := profile.Open(g.profile)
 			if err != nil {
 				return err
+			}
+			if cmd.Flags().Changed("job") {
+				return stopJob(cmd, p, job)
 			}
 			pid, running, err := p.Running()
 			if err != nil {
@@ -47,10 +57,48 @@ answer, the process is sent SIGTERM, then SIGKILL.`,
 					waitGone(pid, 5*time.Second)
 				}
 			}
+			// Jobs that joined from other processes end with their engines.
+			for _, j := range p.Jobs() {
+				if j.Owner > 0 && !waitGone(j.Owner, 10*time.Second) {
+					syscall.Kill(j.Owner, syscall.SIGTERM)
+				}
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "ipcluster: stopped the cluster of profile %q (pid %d)\n", p.Name, pid)
 			return nil
 		},
 	}
+	cmd.Flags().IntVar(&job, "job", 0, "stop only this job (see ipcluster engines)")
+	return cmd
+}
+
+// stopJob stops one job: its engines, then the process that launched it,
+// if that runs apart from the controller.
+func stopJob(cmd *cobra.Command, p *profile.Profile, id int) error {
+	ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+	defer cancel()
+	c, err := client.Connect(ctx, client.Options{Profile: p.Name})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	info, ok := c.Job(id).Info()
+	if !ok {
+		var ids []int
+		for _, j := range c.Jobs() {
+			ids = append(ids, j.ID)
+		}
+		return fmt.Errorf("job %d has no registered engines (jobs: %v)", id, ids)
+	}
+	if err := c.Job(id).Stop(ctx); err != nil {
+		return fmt.Errorf("stopping job %d: %w", id, err)
+	}
+	for _, j := range p.Jobs() {
+		if j.Key == info.Key && j.Owner > 0 && !waitGone(j.Owner, 15*time.Second) {
+			syscall.Kill(j.Owner, syscall.SIGTERM)
+		}
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "ipcluster: stopped job %d (%d engines) of profile %q\n", id, len(info.Engines), p.Name)
+	return nil
 }
 
 // waitGone polls until pid has exited or timeout passes.

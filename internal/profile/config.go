@@ -25,7 +25,14 @@ const (
 type Config struct {
 	Controller ControllerConfig `toml:"controller"`
 	Engines    EnginesConfig    `toml:"engines"`
+	MPI        MPIConfig        `toml:"mpi"`
 	Log        LogConfig        `toml:"log"`
+}
+
+// MPIConfig is the [mpi] section, for ipcluster mpiexec.
+type MPIConfig struct {
+	MPIExec string   `toml:"mpiexec"` // the mpiexec to run
+	Args    []string `toml:"args"`    // more mpiexec arguments, before --mpi-args'
 }
 
 // ControllerConfig is the [controller] section.
@@ -68,6 +75,7 @@ func Default() *Config {
 			TaskHistory:      100000,
 		},
 		Engines: EnginesConfig{HeartbeatTimeout: 10 * time.Second, CaptureOutput: true},
+		MPI:     MPIConfig{MPIExec: "mpiexec"},
 		Log:     LogConfig{Level: "info"},
 	}
 }
@@ -119,6 +127,7 @@ func (c *Config) validate(source string) error {
 	check(ct.TaskHistory >= 0, "controller.task_history", "must not be negative, not %d", ct.TaskHistory)
 	check(en.N >= 0, "engines.n", "must not be negative, not %d", en.N)
 	check(en.HeartbeatTimeout > 0, "engines.heartbeat_timeout", "must be positive, not %v", en.HeartbeatTimeout)
+	check(c.MPI.MPIExec != "", "mpi.mpiexec", "must not be empty")
 	check(slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level), "log.level",
 		"must be debug, info, warn or error, not %q", c.Log.Level)
 	return errors.Join(errs...)
@@ -137,6 +146,7 @@ func (c *Config) validate(source string) error {
 //	IPCLUSTER_HEARTBEAT_PERIOD  controller.heartbeat_period
 //	IPCLUSTER_SCHEDULER         controller.scheduler
 //	IPCLUSTER_N                 engines.n
+//	IPCLUSTER_MPIEXEC           mpi.mpiexec
 //	IPCLUSTER_LOG_LEVEL         log.level
 //
 // A bad value is an error naming the variable.
@@ -201,6 +211,9 @@ func (c *Config) decode(file, data string) error {
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
+	}
+	if len(c.MPI.Args) == 0 {
+		c.MPI.Args = nil // "args = []" is the default
 	}
 	return c.validate(file)
 }
@@ -283,6 +296,7 @@ func (c *Config) applyEnv() error {
 			}
 			return nil
 		}},
+		{"IPCLUSTER_MPIEXEC", "mpi.mpiexec", setString(&c.MPI.MPIExec)},
 		{"IPCLUSTER_LOG_LEVEL", "log.level", setString(&c.Log.Level)},
 	}
 	for _, ev := range vars {
@@ -336,13 +350,29 @@ heartbeat_timeout = %s
 # Send the engines' stdout and stderr to clients.
 capture_output = %t
 
+[mpi]
+# The mpiexec that "ipcluster mpiexec" runs ($IPCLUSTER_MPIEXEC).
+mpiexec = %s
+# Arguments it always gets, before those of --mpi-args, e.g. ["--map-by", "core"].
+args = [%s]
+
 [log]
 # debug, info, warn or error ($IPCLUSTER_LOG_LEVEL).
 level = %s
 `, tomlString(ct.IP), ct.ClientPort, ct.EnginePort, tomlString(ct.HeartbeatPeriod.String()),
 		ct.HeartbeatMisses, tomlString(ct.Scheduler), ct.PipelineDepth, ct.ResultCache,
 		tomlString(ct.ResultCacheBytes.String()), ct.TaskHistory,
-		en.N, tomlString(en.HeartbeatTimeout.String()), en.CaptureOutput, tomlString(c.Log.Level))
+		en.N, tomlString(en.HeartbeatTimeout.String()), en.CaptureOutput,
+		tomlString(c.MPI.MPIExec), tomlList(c.MPI.Args), tomlString(c.Log.Level))
+}
+
+// tomlList writes the items of a TOML array of strings.
+func tomlList(items []string) string {
+	quoted := make([]string, len(items))
+	for i, s := range items {
+		quoted[i] = tomlString(s)
+	}
+	return strings.Join(quoted, ", ")
 }
 
 // tomlString quotes s as a TOML basic string.

@@ -31,6 +31,7 @@ func TestDefault(t *testing.T) {
 			ResultCacheBytes: 1 << 30, TaskHistory: 100000,
 		},
 		Engines: EnginesConfig{N: 0, HeartbeatTimeout: 10 * time.Second, CaptureOutput: true},
+		MPI:     MPIConfig{MPIExec: "mpiexec"},
 		Log:     LogConfig{Level: "info"},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
@@ -64,6 +65,10 @@ n = 64
 heartbeat_timeout = "1m30s"
 capture_output = false
 
+[mpi]
+mpiexec = "/opt/mpi/bin/mpirun"
+args = ["--map-by", "core"]
+
 [log]
 level = "debug"
 `)
@@ -74,6 +79,7 @@ level = "debug"
 			ResultCacheBytes: 512 << 20, TaskHistory: 7,
 		},
 		Engines: EnginesConfig{N: 64, HeartbeatTimeout: 90 * time.Second, CaptureOutput: false},
+		MPI:     MPIConfig{MPIExec: "/opt/mpi/bin/mpirun", Args: []string{"--map-by", "core"}},
 		Log:     LogConfig{Level: "debug"},
 	}
 	if err != nil || !reflect.DeepEqual(got, want) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/ipcluster/ipcluster/wire"
@@ -32,12 +33,56 @@ type Engine struct {
 	Log string `json:"log,omitempty"` // its log file
 }
 
-// Job is a group of processes launched together by one launcher.
+// Job is a group of engines launched together by one launcher.
 type Job struct {
-	ID      int    `json:"id"`
-	Kind    string `json:"kind"`               // the launcher: "local", "mpiexec", "slurm", ...
-	BatchID string `json:"batch_id,omitempty"` // the batch system's job id, if any
-	PIDs    []int  `json:"pids,omitempty"`     // local processes, if any
+	ID      int       `json:"id,omitempty"`       // the controller's number, once its engines registered
+	Key     string    `json:"key,omitempty"`      // the launcher's key ($IPCLUSTER_JOB)
+	Kind    string    `json:"kind"`               // the launcher: "local", "mpiexec", "slurm", ...
+	N       int       `json:"n,omitempty"`        // how many engines it starts
+	BatchID string    `json:"batch_id,omitempty"` // the batch system's job id, if any
+	PIDs    []int     `json:"pids,omitempty"`     // local processes, if any (for mpiexec, mpiexec itself)
+	Owner   int       `json:"owner,omitempty"`    // the ipcluster process that launched it and waits on it
+	Log     string    `json:"log,omitempty"`      // where its output goes
+	Started time.Time `json:"started"`
+}
+
+// JobsDir holds a record of each job that joined the cluster from another
+// ipcluster process, such as a second ipcluster mpiexec.
+func (p *Profile) JobsDir() string { return filepath.Join(p.Dir, "jobs") }
+
+// WriteJob records a job in JobsDir under its key, mode 0600.
+func (p *Profile) WriteJob(j *Job) error {
+	if err := os.MkdirAll(p.JobsDir(), 0o700); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(j, "", "  ")
+	if err != nil {
+		return err
+	}
+	return wire.WriteFileAtomic(filepath.Join(p.JobsDir(), j.Key+".json"), append(data, '\n'), 0o600)
+}
+
+// RemoveJob removes a job's record; a missing one is not an error.
+func (p *Profile) RemoveJob(key string) error {
+	err := os.Remove(filepath.Join(p.JobsDir(), key+".json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// Jobs returns the recorded jobs of JobsDir, skipping unreadable records.
+func (p *Profile) Jobs() []Job {
+	paths, _ := filepath.Glob(filepath.Join(p.JobsDir(), "*.json"))
+	var out []Job
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		var j Job
+		if err == nil && json.Unmarshal(data, &j) == nil {
+			out = append(out, j)
+		}
+	}
+	return out
 }
 
 // WriteState writes s to path as JSON with mode 0600, atomically: readers

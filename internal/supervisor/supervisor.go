@@ -5,7 +5,7 @@
 package supervisor
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ipcluster/ipcluster/client"
 	"github.com/ipcluster/ipcluster/controller"
 	"github.com/ipcluster/ipcluster/controller/scheduler"
 	"github.com/ipcluster/ipcluster/engine"
@@ -26,11 +27,20 @@ import (
 type Options struct {
 	Profile *profile.Profile
 	Config  *profile.Config
-	// Engines is how many engine processes to start; 0 runs a controller alone.
+	// Engines is how many engines to start; 0 runs a controller alone.
 	Engines int
 	// EngineCommand runs one engine; default: this executable with "engine".
 	EngineCommand []string
-	Logger        *slog.Logger
+	// Launch, if set, makes the launcher of the engines, given the
+	// environment that tells them where the controller is. By default they
+	// are local processes running EngineCommand.
+	Launch func(env []string) launchers.Launcher
+	// Kind names the launcher in the run state: "local" (default), "mpiexec"...
+	Kind string
+	// Progress, if set, is called while engines register, about every
+	// 200 ms once a second has passed, with how many have.
+	Progress func(have, want int)
+	Logger   *slog.Logger
 	// StartTimeout bounds the wait for the engines to register (default 60s).
 	StartTimeout time.Duration
 	// Ready, if set, is called once the engines have registered.
@@ -39,11 +49,12 @@ type Options struct {
 	Daemon bool
 }
 
-// Ready describes a cluster that has started.
+// Ready describes a cluster, or a job joining one, that has started.
 type Ready struct {
 	ClientFile string
-	Endpoint   string // where clients connect
-	Engines    int
+	Endpoint   string        // where clients connect
+	Engines    int           // of the cluster; for Join, of the job
+	Job        int           // the controller's number for the job started (0 if none)
 	Elapsed    time.Duration // from Run to the last registration
 }
 
@@ -117,22 +128,18 @@ func Run(ctx context.Context, opts Options) error {
 	ctrlDone := make(chan error, 1)
 	go func() { ctrlDone <- ctrl.Run(ctrlCtx) }()
 
-	var launcher *launchers.Local
-	exits := make(chan launchers.Process, max(opts.Engines, 1))
+	var launcher launchers.Launcher
+	ready := Ready{ClientFile: p.ClientFile(), Endpoint: clientInfo.Endpoint}
 	if opts.Engines > 0 {
-		conn, err := engineInfo.Marshal()
+		kind := cmp.Or(opts.Kind, "local")
+		env, err := engineEnv(engineInfo, fmt.Sprintf("%s-%s-%d", clientInfo.ClusterID, kind, os.Getpid()), p, cfg)
 		if err != nil {
 			return err
 		}
-		launcher = &launchers.Local{
-			N: opts.Engines, Command: opts.EngineCommand, LogDir: p.LogDir(),
-			Env: []string{
-				engine.ConnectionEnv + "=" + string(conn),
-				engine.JobEnv + "=" + clientInfo.ClusterID + "-local",
-				"IPCLUSTER_LOG_LEVEL=" + cfg.Log.Level,
-				"IPCLUSTER_PROFILE=" + p.Name,
-			},
-			OnExit: func(pr launchers.Process) { exits <- pr },
+		if opts.Launch != nil {
+			launcher = opts.Launch(env)
+		} else {
+			launcher = &launchers.Local{N: opts.Engines, Command: opts.EngineCommand, LogDir: p.LogDir(), Env: env}
 		}
 		if err := launcher.Start(ctx); err != nil {
 			stopCtrl()
@@ -145,17 +152,22 @@ func Run(ctx context.Context, opts Options) error {
 			state.Engines = append(state.Engines, profile.Engine{PID: pr.PID, Log: pr.Log})
 			pids = append(pids, pr.PID)
 		}
-		state.Jobs = []profile.Job{{ID: 1, Kind: "local", PIDs: pids}}
+		// The first job to register is the controller's job 1.
+		state.Jobs = []profile.Job{{ID: 1, Kind: kind, PIDs: pids}}
 		if err := profile.WriteState(p.StatePath(), state); err != nil {
 			return err
 		}
-		if err := waitEngines(ctx, ctrl, opts.Engines, opts.StartTimeout, exits, ctrlDone); err != nil {
+		err = waitJob(ctx, launcher, opts.Engines, opts.StartTimeout, opts.Progress,
+			func(ctx context.Context) error { return ctrl.WaitEngines(ctx, opts.Engines) }, ctrl.EngineCount, ctrlDone)
+		if err != nil {
 			stopCtrl()
 			return err
 		}
+		ready.Job = 1
 	}
+	ready.Engines, ready.Elapsed = ctrl.EngineCount(), time.Since(start)
 	if opts.Ready != nil {
-		opts.Ready(Ready{ClientFile: p.ClientFile(), Endpoint: clientInfo.Endpoint, Engines: ctrl.EngineCount(), Elapsed: time.Since(start)})
+		opts.Ready(ready)
 	}
 	log.Info("cluster ready", "engines", ctrl.EngineCount(), "elapsed", time.Since(start))
 
@@ -172,34 +184,89 @@ func Run(ctx context.Context, opts Options) error {
 	return err
 }
 
-// waitEngines waits until n engines have registered, failing early if an
-// engine process exits first or the controller stops.
-func waitEngines(ctx context.Context, ctrl *controller.Controller, n int, timeout time.Duration,
-	exits <-chan launchers.Process, ctrlDone <-chan error) error {
+// engineEnv is the environment that tells engines where the controller
+// is and which job they belong to.
+func engineEnv(engineInfo *wire.ConnectionInfo, jobKey string, p *profile.Profile, cfg *profile.Config) ([]string, error) {
+	conn, err := engineInfo.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	return []string{
+		engine.ConnectionEnv + "=" + string(conn),
+		engine.JobEnv + "=" + jobKey,
+		"IPCLUSTER_LOG_LEVEL=" + cfg.Log.Level,
+		"IPCLUSTER_PROFILE=" + p.Name,
+	}, nil
+}
+
+// waitJob waits, with wait, until a job's n engines have registered. It
+// fails early, with what the engines printed, if the launcher's processes
+// exit first, and if the controller stops (stopped, if not nil). While it
+// waits it reports progress, with have's count, once a second has passed.
+func waitJob(ctx context.Context, l launchers.Launcher, n int, timeout time.Duration, progress func(have, want int),
+	wait func(context.Context) error, have func() int, stopped <-chan error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	ready := make(chan error, 1)
-	go func() { ready <- ctrl.WaitEngines(ctx, n) }()
+	go func() { ready <- wait(ctx) }()
+	started := time.Now()
+	ticker := time.NewTicker(200 * time.Millisecond)
+	defer ticker.Stop()
+	var tick <-chan time.Time
+	if progress != nil {
+		tick = ticker.C
+	}
+	shown := false
 	for {
 		select {
 		case err := <-ready:
-			if err != nil {
-				return fmt.Errorf("engines did not register within %v: %w", timeout, err)
+			if shown {
+				progress(have(), n)
 			}
-			return nil
-		case pr := <-exits:
+			return waited(err, n, have(), timeout)
+		case <-tick:
+			if time.Since(started) >= time.Second {
+				shown = true
+				progress(have(), n)
+			}
+		case <-l.FirstExit():
 			cancel()
 			<-ready
-			return fmt.Errorf("engine process %d exited before the cluster was ready: %v%s", pr.PID, exitReason(pr.Err), logTail(pr.Log))
-		case err := <-ctrlDone:
+			return exited(l, n, have())
+		case err := <-stopped:
 			cancel()
 			<-ready
-			if err == nil {
-				err = errors.New("stopped")
-			}
-			return fmt.Errorf("the controller stopped while starting: %w", err)
+			return controllerStopped(err)
 		}
 	}
+}
+
+func waited(err error, n, have int, timeout time.Duration) error {
+	if err != nil {
+		return fmt.Errorf("%d of %d engines registered within %v: %w", have, n, timeout, err)
+	}
+	return nil
+}
+
+func controllerStopped(err error) error {
+	if err == nil {
+		err = errors.New("stopped")
+	}
+	return fmt.Errorf("the controller stopped while engines were starting: %w", err)
+}
+
+// exited describes a launcher whose processes ended before its engines
+// registered.
+func exited(l launchers.Launcher, n, have int) error {
+	if m, ok := l.(*launchers.MPIExec); ok {
+		return fmt.Errorf("the MPI job ended with %d of %d ranks registered: %s", have, n, m.FailureReport(nil))
+	}
+	for i, pr := range l.Processes() {
+		if pr.Exited {
+			return fmt.Errorf("engine process %d exited before the cluster was ready: %v%s", pr.PID, exitReason(pr.Err), indent(pr.Log, l.Output(i)))
+		}
+	}
+	return fmt.Errorf("the engines exited with %d of %d registered", have, n)
 }
 
 func exitReason(err error) string {
@@ -209,16 +276,121 @@ func exitReason(err error) string {
 	return err.Error()
 }
 
-// logTail returns the last lines of a log file, indented, for an error message.
-func logTail(path string) string {
-	if path == "" {
+// indent presents the last lines of a log for an error message.
+func indent(path, lines string) string {
+	if strings.TrimSpace(lines) == "" {
 		return ""
 	}
-	data, err := os.ReadFile(path)
-	if err != nil || len(bytes.TrimSpace(data)) == 0 {
-		return ""
+	return fmt.Sprintf("\nlast lines of %s:\n    %s", path, strings.ReplaceAll(lines, "\n", "\n    "))
+}
+
+// JoinOptions configure a job of engines that joins a running cluster.
+type JoinOptions struct {
+	Profile *profile.Profile
+	Config  *profile.Config
+	Engines int                                   // how many engines the job has
+	Kind    string                                // the launcher, for the job's record: "mpiexec", ...
+	Launch  func(env []string) launchers.Launcher // makes the launcher, given the engines' environment
+	Logger  *slog.Logger
+	// StartTimeout bounds the wait for the engines to register (default 60s).
+	StartTimeout time.Duration
+	Ready        func(Ready)
+	Progress     func(have, want int)
+}
+
+// Join starts a job of engines for the profile's running controller, waits
+// until they have registered, and serves until the job's processes exit
+// (the engines were stopped, by ipcluster stop --job or with the cluster)
+// or ctx ends, which stops the job's engines and processes. The job is
+// recorded in the profile's jobs directory while it runs.
+func Join(ctx context.Context, opts JoinOptions) error {
+	start := time.Now()
+	p, log := opts.Profile, opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	lines = lines[max(0, len(lines)-10):]
-	return fmt.Sprintf("\nlast lines of %s:\n    %s", path, strings.Join(lines, "\n    "))
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = 60 * time.Second
+	}
+	engineInfo, err := wire.ReadConnectionFile(p.EngineFile())
+	if err != nil {
+		return fmt.Errorf("joining the cluster of profile %q: %w", p.Name, err)
+	}
+	c, err := client.Connect(ctx, client.Options{Profile: p.Name, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	kind := cmp.Or(opts.Kind, "local")
+	key := fmt.Sprintf("%s-%s-%d", engineInfo.ClusterID, kind, os.Getpid())
+	env, err := engineEnv(engineInfo, key, p, opts.Config)
+	if err != nil {
+		return err
+	}
+	l := opts.Launch(env)
+	if err := l.Start(ctx); err != nil {
+		return err
+	}
+	defer l.Stop(2 * time.Second)
+	rec := &profile.Job{Key: key, Kind: kind, N: opts.Engines, Owner: os.Getpid(), Started: start}
+	for _, pr := range l.Processes() {
+		rec.PIDs = append(rec.PIDs, pr.PID)
+		rec.Log = cmp.Or(rec.Log, pr.Log)
+	}
+	if err := p.WriteJob(rec); err != nil {
+		return err
+	}
+	defer p.RemoveJob(key)
+
+	var job client.JobInfo
+	registered := func() int {
+		for _, j := range c.Jobs() {
+			if j.Key == key {
+				return len(j.Engines)
+			}
+		}
+		return 0
+	}
+	err = waitJob(ctx, l, opts.Engines, opts.StartTimeout, opts.Progress, func(ctx context.Context) (err error) {
+		job, err = c.WaitForJob(ctx, key, opts.Engines)
+		return err
+	}, registered, nil)
+	if err != nil {
+		return err
+	}
+	rec.ID = job.ID
+	if err := p.WriteJob(rec); err != nil {
+		return err
+	}
+	log.Info("job ready", "job", job.ID, "engines", len(job.Engines), "elapsed", time.Since(start))
+	if opts.Ready != nil {
+		opts.Ready(Ready{ClientFile: p.ClientFile(), Endpoint: c.Endpoint(), Engines: len(job.Engines), Job: job.ID, Elapsed: time.Since(start)})
+	}
+	select {
+	case <-l.Done():
+		// The engines were shut down, or failed.
+		for i, pr := range l.Processes() {
+			if pr.Err == nil {
+				continue
+			}
+			if m, ok := l.(*launchers.MPIExec); ok {
+				return fmt.Errorf("job %d ended: %s", job.ID, m.FailureReport(nil))
+			}
+			return fmt.Errorf("job %d ended: %v%s", job.ID, exitReason(pr.Err), indent(pr.Log, l.Output(i)))
+		}
+		log.Info("job ended", "job", job.ID)
+		return nil
+	case <-ctx.Done():
+		log.Info("stopping the job", "job", job.ID, "reason", context.Cause(ctx))
+		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.Job(job.ID).Stop(stopCtx); err != nil {
+			log.Warn("the job's engines did not all stop", "job", job.ID, "err", err)
+		}
+		select {
+		case <-l.Done():
+		case <-stopCtx.Done():
+		}
+		return nil
+	}
 }
