@@ -30,8 +30,24 @@
 // Init asks for MPI_THREAD_SERIALIZED and the package serialises every call
 // with a mutex, so any goroutine may call it. InitThread(Multiple) asks for
 // MPI_THREAD_MULTIPLE and, if MPI_Query_thread confirms it, drops the mutex.
-// A blocking call (a collective, Recv) holds the mutex in the serialised
-// mode: other goroutines' MPI calls wait for it.
+// A call that waits in MPI (with a context that cannot end) holds the
+// mutex in the serialised mode: other goroutines' MPI calls wait for it.
+//
+// # Contexts and interrupts
+//
+// Every call that waits for other ranks takes a context. Collectives run
+// in their nonblocking form on every rank (MPI never matches a blocking
+// collective with a nonblocking one, so the choice cannot differ between
+// ranks). With context.Background the call then waits in MPI_Wait; with a
+// context that can end, such as an engine task's, it polls, so that an
+// interrupt from a client ends the call instead of leaving the rank stuck.
+// MPI cannot cancel a collective: a collective called on only some ranks
+// of a communicator would wait forever, and once interrupted the
+// communicator is broken (an *InterruptedError for it and every later
+// call on it), while MPI keeps the call's buffers. Finalize then refuses
+// until the other ranks have joined the call (see Abandoned); an engine
+// exits without finalising, and mpiexec ends the job. Recv is cancelled
+// cleanly; an interrupted Send leaves its message in flight.
 //
 // # Errors
 //

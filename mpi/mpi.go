@@ -72,14 +72,14 @@ static int tag_of(int t) { return t == -1 ? MPI_ANY_TAG : t; }
 static int color_of(int c) { return c == -32766 ? MPI_UNDEFINED : c; }
 
 // In place when send and recv are one buffer (at the root, for reduce).
-static int reduce(void *s, void *r, int n, int d, int o, int root, MPI_Comm c, int at_root) {
+static int ireduce(void *s, void *r, int n, int d, int o, int root, MPI_Comm c, int at_root, MPI_Request *q) {
 	if (at_root && s == r && s != NULL) s = MPI_IN_PLACE;
-	return MPI_Reduce(s, r, n, dtype(d), op(o), root, c);
+	return MPI_Ireduce(s, r, n, dtype(d), op(o), root, c, q);
 }
 
-static int allreduce(void *s, void *r, int n, int d, int o, MPI_Comm c) {
+static int iallreduce(void *s, void *r, int n, int d, int o, MPI_Comm c, MPI_Request *q) {
 	if (s == r && s != NULL) s = MPI_IN_PLACE;
-	return MPI_Allreduce(s, r, n, dtype(d), op(o), c);
+	return MPI_Iallreduce(s, r, n, dtype(d), op(o), c, q);
 }
 
 static int status_of(MPI_Status *st, int d, int *source, int *tag, int *count) {
@@ -91,6 +91,13 @@ static int status_of(MPI_Status *st, int d, int *source, int *tag, int *count) {
 static int recv(void *b, int n, int d, int source, int tag, MPI_Comm c, int *src, int *tg, int *count) {
 	MPI_Status st;
 	int rc = MPI_Recv(b, n, dtype(d), source_of(source), tag_of(tag), c, &st);
+	if (rc != MPI_SUCCESS) return rc;
+	return status_of(&st, d, src, tg, count);
+}
+
+static int wait(MPI_Request *r, int d, int *src, int *tg, int *count) {
+	MPI_Status st;
+	int rc = MPI_Wait(r, &st);
 	if (rc != MPI_SUCCESS) return rc;
 	return status_of(&st, d, src, tg, count);
 }
@@ -117,9 +124,11 @@ static int error_string(int code, char *buf, int *class) {
 import "C"
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -171,6 +180,7 @@ type Comm struct {
 	h          C.MPI_Comm
 	rank, size int
 	freed      bool
+	broken     atomic.Pointer[InterruptedError] // set when a collective on it was interrupted
 }
 
 // Init initialises MPI for goroutines calling it one at a time
@@ -222,6 +232,9 @@ func Finalize() error {
 	case !state.initialized:
 		return ErrNotInitialized
 	}
+	if n := Abandoned(); n > 0 {
+		return fmt.Errorf("mpi: not finalising: %d interrupted calls are still running in MPI, and MPI_Finalize would wait for them", n)
+	}
 	state.finalized = true
 	return mpiErr("MPI_Finalize", C.MPI_Finalize())
 }
@@ -267,6 +280,9 @@ func (c *Comm) ready() error {
 	case c.freed:
 		return errors.New("mpi: the communicator has been freed")
 	}
+	if ie := c.broken.Load(); ie != nil {
+		return ie
+	}
 	return nil
 }
 
@@ -276,12 +292,16 @@ func (c *Comm) Rank() int { return c.rank }
 // Size returns the number of ranks in c.
 func (c *Comm) Size() int { return c.size }
 
-// Barrier waits until every rank of c has called it.
-func (c *Comm) Barrier() error {
+// Barrier waits until every rank of c has called it, or ctx ends (see
+// Allreduce for what an interrupted collective means).
+func (c *Comm) Barrier(ctx context.Context) error {
 	if err := c.ready(); err != nil {
 		return err
 	}
-	return call("MPI_Barrier", func() C.int { return C.MPI_Barrier(c.h) })
+	return c.collective(ctx, "MPI_Barrier",
+		func(r *request) error {
+			return r.start("MPI_Ibarrier", 0, func(q *C.MPI_Request) C.int { return C.MPI_Ibarrier(c.h, q) })
+		})
 }
 
 // newComm wraps a communicator MPI made, or returns nil for MPI_COMM_NULL.
@@ -349,39 +369,6 @@ func (c *Comm) Abort(code int) {
 	C.MPI_Abort(c.h, C.int(code))
 }
 
-func (c *Comm) bcast(buf unsafe.Pointer, n int, d dtype, root int) error {
-	return call("MPI_Bcast", func() C.int { return C.MPI_Bcast(buf, C.int(n), C.dtype(C.int(d)), C.int(root), c.h) })
-}
-
-func (c *Comm) reduce(send, recv unsafe.Pointer, n int, d dtype, o Op, root int) error {
-	atRoot := C.int(0)
-	if c.rank == root {
-		atRoot = 1
-	}
-	return call("MPI_Reduce", func() C.int {
-		return C.reduce(send, recv, C.int(n), C.int(d), C.int(o), C.int(root), c.h, atRoot)
-	})
-}
-
-func (c *Comm) allreduce(send, recv unsafe.Pointer, n int, d dtype, o Op) error {
-	return call("MPI_Allreduce", func() C.int { return C.allreduce(send, recv, C.int(n), C.int(d), C.int(o), c.h) })
-}
-
-func (c *Comm) gather(send unsafe.Pointer, n int, recv unsafe.Pointer, d dtype, root int) error {
-	t := C.dtype(C.int(d))
-	return call("MPI_Gather", func() C.int { return C.MPI_Gather(send, C.int(n), t, recv, C.int(n), t, C.int(root), c.h) })
-}
-
-func (c *Comm) allgather(send unsafe.Pointer, n int, recv unsafe.Pointer, d dtype) error {
-	t := C.dtype(C.int(d))
-	return call("MPI_Allgather", func() C.int { return C.MPI_Allgather(send, C.int(n), t, recv, C.int(n), t, c.h) })
-}
-
-func (c *Comm) scatter(send, recv unsafe.Pointer, n int, d dtype, root int) error {
-	t := C.dtype(C.int(d))
-	return call("MPI_Scatter", func() C.int { return C.MPI_Scatter(send, C.int(n), t, recv, C.int(n), t, C.int(root), c.h) })
-}
-
 func (c *Comm) send(buf unsafe.Pointer, n int, d dtype, dest, tag int) error {
 	return call("MPI_Send", func() C.int { return C.MPI_Send(buf, C.int(n), C.dtype(C.int(d)), C.int(dest), C.int(tag), c.h) })
 }
@@ -401,25 +388,68 @@ type request struct {
 }
 
 func (c *Comm) isend(r *request, buf unsafe.Pointer, n int, d dtype, dest, tag int) error {
-	r.h, r.d = (*C.MPI_Request)(C.malloc(C.sizeof_MPI_Request)), d
-	err := call("MPI_Isend", func() C.int {
-		return C.MPI_Isend(buf, C.int(n), C.dtype(C.int(d)), C.int(dest), C.int(tag), c.h, r.h)
+	return r.start("MPI_Isend", d, func(q *C.MPI_Request) C.int {
+		return C.MPI_Isend(buf, C.int(n), C.dtype(C.int(d)), C.int(dest), C.int(tag), c.h, q)
 	})
+}
+
+func (c *Comm) irecv(r *request, buf unsafe.Pointer, n int, d dtype, source, tag int) error {
+	return r.start("MPI_Irecv", d, func(q *C.MPI_Request) C.int {
+		return C.MPI_Irecv(buf, C.int(n), C.dtype(C.int(d)), C.source_of(C.int(source)), C.tag_of(C.int(tag)), c.h, q)
+	})
+}
+
+// start starts a nonblocking call on a request in C memory.
+func (r *request) start(name string, d dtype, f func(*C.MPI_Request) C.int) error {
+	r.h, r.d = (*C.MPI_Request)(C.malloc(C.sizeof_MPI_Request)), d
+	err := call(name, func() C.int { return f(r.h) })
 	if err != nil {
 		r.free()
 	}
 	return err
 }
 
-func (c *Comm) irecv(r *request, buf unsafe.Pointer, n int, d dtype, source, tag int) error {
-	r.h, r.d = (*C.MPI_Request)(C.malloc(C.sizeof_MPI_Request)), d
-	err := call("MPI_Irecv", func() C.int {
-		return C.MPI_Irecv(buf, C.int(n), C.dtype(C.int(d)), C.source_of(C.int(source)), C.tag_of(C.int(tag)), c.h, r.h)
+func (c *Comm) ibcast(r *request, buf unsafe.Pointer, n int, d dtype, root int) error {
+	return r.start("MPI_Ibcast", d, func(q *C.MPI_Request) C.int {
+		return C.MPI_Ibcast(buf, C.int(n), C.dtype(C.int(d)), C.int(root), c.h, q)
 	})
-	if err != nil {
-		r.free()
+}
+
+func (c *Comm) ireduce(r *request, send, recv unsafe.Pointer, n int, d dtype, o Op, root int) error {
+	atRoot := C.int(0)
+	if c.rank == root {
+		atRoot = 1
 	}
-	return err
+	return r.start("MPI_Ireduce", d, func(q *C.MPI_Request) C.int {
+		return C.ireduce(send, recv, C.int(n), C.int(d), C.int(o), C.int(root), c.h, atRoot, q)
+	})
+}
+
+func (c *Comm) iallreduce(r *request, send, recv unsafe.Pointer, n int, d dtype, o Op) error {
+	return r.start("MPI_Iallreduce", d, func(q *C.MPI_Request) C.int {
+		return C.iallreduce(send, recv, C.int(n), C.int(d), C.int(o), c.h, q)
+	})
+}
+
+func (c *Comm) igather(r *request, send unsafe.Pointer, n int, recv unsafe.Pointer, d dtype, root int) error {
+	t := C.dtype(C.int(d))
+	return r.start("MPI_Igather", d, func(q *C.MPI_Request) C.int {
+		return C.MPI_Igather(send, C.int(n), t, recv, C.int(n), t, C.int(root), c.h, q)
+	})
+}
+
+func (c *Comm) iallgather(r *request, send unsafe.Pointer, n int, recv unsafe.Pointer, d dtype) error {
+	t := C.dtype(C.int(d))
+	return r.start("MPI_Iallgather", d, func(q *C.MPI_Request) C.int {
+		return C.MPI_Iallgather(send, C.int(n), t, recv, C.int(n), t, c.h, q)
+	})
+}
+
+func (c *Comm) iscatter(r *request, send, recv unsafe.Pointer, n int, d dtype, root int) error {
+	t := C.dtype(C.int(d))
+	return r.start("MPI_Iscatter", d, func(q *C.MPI_Request) C.int {
+		return C.MPI_Iscatter(send, C.int(n), t, recv, C.int(n), t, C.int(root), c.h, q)
+	})
 }
 
 func (r *request) free() {
@@ -437,6 +467,14 @@ func (r *request) test() (bool, Status, error) {
 		return true, Status{Source: int(src), Tag: int(tg), Count: int(count)}, err
 	}
 	return false, Status{}, nil
+}
+
+// wait blocks in MPI_Wait until the request completes.
+func (r *request) wait() (Status, error) {
+	var src, tg, count C.int
+	err := call("MPI_Wait", func() C.int { return C.wait(r.h, C.int(r.d), &src, &tg, &count) })
+	r.free()
+	return Status{Source: int(src), Tag: int(tg), Count: int(count)}, err
 }
 
 func (r *request) cancel() error {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -55,8 +56,10 @@ func TestUnderMPIExec(t *testing.T) {
 	if err != nil {
 		t.Fatalf("mpiexec: %v\n%s", err, out)
 	}
-	if got := strings.Count(string(out), "--- PASS: TestRankCollectives"); got != ranks {
-		t.Fatalf("%d ranks passed the collectives, want %d:\n%s", got, ranks, out)
+	for _, name := range []string{"World", "Collectives", "ArgumentErrors", "PointToPoint", "Communicators", "InterruptedCollective"} {
+		if got := strings.Count(string(out), "--- PASS: TestRank"+name+" ("); got != ranks {
+			t.Fatalf("%d ranks passed TestRank%s, want %d:\n%s", got, name, ranks, out)
+		}
 	}
 }
 
@@ -75,6 +78,7 @@ func rankOnly(t *testing.T) *Comm {
 
 func TestRankWorld(t *testing.T) {
 	w := rankOnly(t)
+	ctx := context.Background()
 	r, s, _ := FromLauncher()
 	if w.Rank() != r || w.Size() != s {
 		t.Errorf("MPI says rank %d of %d, the launcher %d of %d", w.Rank(), w.Size(), r, s)
@@ -82,27 +86,37 @@ func TestRankWorld(t *testing.T) {
 	if name, err := ProcessorName(); err != nil || name == "" {
 		t.Errorf("ProcessorName = %q, %v", name, err)
 	}
-	if err := w.Barrier(); err != nil {
+	if err := w.Barrier(ctx); err != nil {
 		t.Fatal(err)
 	}
 }
 
+// The collectives run twice: blocking (a context that cannot end) and
+// nonblocking, waited for with a context that can.
 func TestRankCollectives(t *testing.T) {
 	w := rankOnly(t)
+	cancellable, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for name, ctx := range map[string]context.Context{"blocking": context.Background(), "nonblocking": cancellable} {
+		t.Run(name, func(t *testing.T) { collectives(ctx, t, w) })
+	}
+}
+
+func collectives(ctx context.Context, t *testing.T, w *Comm) {
 	rank := w.Rank()
 
 	b := []float64{0, 0, 0}
 	if rank == 2 {
 		b = []float64{1.5, 2.5, 3.5}
 	}
-	if err := Bcast(w, b, 2); err != nil || !slices.Equal(b, []float64{1.5, 2.5, 3.5}) {
+	if err := Bcast(ctx, w, b, 2); err != nil || !slices.Equal(b, []float64{1.5, 2.5, 3.5}) {
 		t.Errorf("Bcast = %v, %v", b, err)
 	}
 
 	allreduce := func(name string, op Op, mine, want int32) {
 		t.Helper()
 		got := []int32{0}
-		if err := Allreduce(w, []int32{mine}, got, op); err != nil || got[0] != want {
+		if err := Allreduce(ctx, w, []int32{mine}, got, op); err != nil || got[0] != want {
 			t.Errorf("Allreduce %s = %v, %v; want %d", name, got, err, want)
 		}
 	}
@@ -116,17 +130,17 @@ func TestRankCollectives(t *testing.T) {
 	allreduce("bor", Bor, int32(1<<rank), 15)
 
 	f := []float32{float32(rank), 1}
-	if err := Allreduce(w, f, f, Sum); err != nil || !slices.Equal(f, []float32{6, 4}) {
+	if err := Allreduce(ctx, w, f, f, Sum); err != nil || !slices.Equal(f, []float32{6, 4}) {
 		t.Errorf("in-place Allreduce = %v, %v", f, err)
 	}
 	u := []uint64{1 << 40}
-	if err := Allreduce(w, u, u, Sum); err != nil || u[0] != 4<<40 {
+	if err := Allreduce(ctx, w, u, u, Sum); err != nil || u[0] != 4<<40 {
 		t.Errorf("uint64 Allreduce = %v, %v", u, err)
 	}
-	if err := Allreduce(w, []float64{1}, []float64{0}, Band); err == nil {
+	if err := Allreduce(ctx, w, []float64{1}, []float64{0}, Band); err == nil {
 		t.Error("a bitwise and of float64 was accepted")
 	}
-	if err := Allreduce(w, []int{}, []int{}, Sum); err != nil {
+	if err := Allreduce(ctx, w, []int{}, []int{}, Sum); err != nil {
 		t.Errorf("Allreduce of empty slices: %v", err)
 	}
 
@@ -134,7 +148,7 @@ func TestRankCollectives(t *testing.T) {
 	if rank == 1 {
 		red = make([]int64, 2)
 	}
-	if err := Reduce(w, []int64{int64(rank), 1}, red, Sum, 1); err != nil {
+	if err := Reduce(ctx, w, []int64{int64(rank), 1}, red, Sum, 1); err != nil {
 		t.Errorf("Reduce: %v", err)
 	} else if rank == 1 && !slices.Equal(red, []int64{6, 4}) {
 		t.Errorf("Reduce at the root = %v", red)
@@ -144,13 +158,13 @@ func TestRankCollectives(t *testing.T) {
 	if rank == 0 {
 		all = make([]int16, 2*ranks)
 	}
-	if err := Gather(w, []int16{int16(rank), int16(10 * rank)}, all, 0); err != nil {
+	if err := Gather(ctx, w, []int16{int16(rank), int16(10 * rank)}, all, 0); err != nil {
 		t.Errorf("Gather: %v", err)
 	} else if rank == 0 && !slices.Equal(all, []int16{0, 0, 1, 10, 2, 20, 3, 30}) {
 		t.Errorf("Gather at the root = %v", all)
 	}
 	every := make([]uint8, ranks)
-	if err := Allgather(w, []uint8{uint8(rank)}, every); err != nil || !slices.Equal(every, []uint8{0, 1, 2, 3}) {
+	if err := Allgather(ctx, w, []uint8{uint8(rank)}, every); err != nil || !slices.Equal(every, []uint8{0, 1, 2, 3}) {
 		t.Errorf("Allgather = %v, %v", every, err)
 	}
 	var parts []float64
@@ -158,23 +172,24 @@ func TestRankCollectives(t *testing.T) {
 		parts = []float64{0, 1, 10, 11, 20, 21, 30, 31}
 	}
 	mine := make([]float64, 2)
-	if err := Scatter(w, parts, mine, 3); err != nil || !slices.Equal(mine, []float64{float64(10 * rank), float64(10*rank + 1)}) {
+	if err := Scatter(ctx, w, parts, mine, 3); err != nil || !slices.Equal(mine, []float64{float64(10 * rank), float64(10*rank + 1)}) {
 		t.Errorf("Scatter = %v, %v", mine, err)
 	}
 }
 
 func TestRankArgumentErrors(t *testing.T) {
 	w := rankOnly(t)
+	ctx := context.Background()
 	tests := []struct {
 		name string
 		err  error
 		want string
 	}{
-		{"root", Bcast(w, []int{1}, ranks), "root 4"},
-		{"allreduce lengths", Allreduce(w, []int{1, 2}, []int{0}, Sum), "recv has 1 elements, want 2"},
-		{"allgather lengths", Allgather(w, []int{1}, []int{0}), "recv has 1 elements, want 4"},
-		{"destination", Send(w, []int{1}, -3, 0), "destination -3"},
-		{"tag", Send(w, []int{1}, 0, -2), "tag -2"},
+		{"root", Bcast(ctx, w, []int{1}, ranks), "root 4"},
+		{"allreduce lengths", Allreduce(ctx, w, []int{1, 2}, []int{0}, Sum), "recv has 1 elements, want 2"},
+		{"allgather lengths", Allgather(ctx, w, []int{1}, []int{0}), "recv has 1 elements, want 4"},
+		{"destination", Send(ctx, w, []int{1}, -3, 0), "destination -3"},
+		{"tag", Send(ctx, w, []int{1}, 0, -2), "tag -2"},
 	}
 	for _, tt := range tests {
 		if tt.err == nil || !strings.Contains(tt.err.Error(), tt.want) {
@@ -212,10 +227,10 @@ func TestRankPointToPoint(t *testing.T) {
 	got := make([]float64, 4)
 	var st2 Status
 	if rank%2 == 0 {
-		err = errors.Join(Send(w, []float64{float64(rank)}, next, 3), func() error { st2, err = Recv(w, got, AnySource, AnyTag); return err }())
+		err = errors.Join(Send(ctx, w, []float64{float64(rank)}, next, 3), func() error { st2, err = Recv(ctx, w, got, AnySource, AnyTag); return err }())
 	} else {
-		st2, err = Recv(w, got, AnySource, AnyTag)
-		err = errors.Join(err, Send(w, []float64{float64(rank)}, next, 3))
+		st2, err = Recv(ctx, w, got, AnySource, AnyTag)
+		err = errors.Join(err, Send(ctx, w, []float64{float64(rank)}, next, 3))
 	}
 	if err != nil || st2.Source != prev || st2.Count != 1 || got[0] != float64(prev) {
 		t.Fatalf("Send/Recv = %v, %+v, %v", got, st2, err)
@@ -235,13 +250,23 @@ func TestRankPointToPoint(t *testing.T) {
 	if err := never.Cancel(); err != nil {
 		t.Errorf("Cancel: %v", err)
 	}
-	if err := w.Barrier(); err != nil {
+	// A blocking receive with a context that ends is cancelled the same way.
+	short2, stop2 := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer stop2()
+	if _, err := Recv(short2, w, make([]int8, 1), prev, 98); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Recv of a message that never comes: %v", err)
+	}
+	if n := Abandoned(); n != 0 {
+		t.Errorf("%d requests abandoned after cancelled receives", n)
+	}
+	if err := w.Barrier(ctx); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestRankCommunicators(t *testing.T) {
 	w := rankOnly(t)
+	ctx := context.Background()
 	rank := w.Rank()
 	half, err := w.Split(rank%2, -rank) // keys reverse the order
 	if err != nil {
@@ -251,13 +276,13 @@ func TestRankCommunicators(t *testing.T) {
 		t.Errorf("Split: rank %d of %d, want %d of 2", half.Rank(), half.Size(), 1-rank/2)
 	}
 	sum := []int{0}
-	if err := Allreduce(half, []int{rank}, sum, Sum); err != nil || sum[0] != map[int]int{0: 2, 1: 4}[rank%2] {
+	if err := Allreduce(ctx, half, []int{rank}, sum, Sum); err != nil || sum[0] != map[int]int{0: 2, 1: 4}[rank%2] {
 		t.Errorf("Allreduce over a half = %v, %v", sum, err)
 	}
 	if err := half.Free(); err != nil {
 		t.Error(err)
 	}
-	if err := half.Barrier(); err == nil {
+	if err := half.Barrier(ctx); err == nil {
 		t.Error("a freed communicator still works")
 	}
 	color := Undefined
@@ -272,10 +297,63 @@ func TestRankCommunicators(t *testing.T) {
 	if err != nil || dup.Size() != ranks || dup.Rank() != rank {
 		t.Fatalf("Dup: %v, %v", dup, err)
 	}
-	if err := errors.Join(dup.Barrier(), dup.Free()); err != nil {
+	if err := errors.Join(dup.Barrier(ctx), dup.Free()); err != nil {
 		t.Error(err)
 	}
 	if err := w.Free(); err == nil {
 		t.Error("freeing the world succeeded")
+	}
+}
+
+// A collective that only some ranks call ends with its context on those
+// ranks: the communicator is then broken there, the world is not, and the
+// abandoned call is released once the other ranks join it after all.
+func TestRankInterruptedCollective(t *testing.T) {
+	w := rankOnly(t)
+	bg := context.Background()
+	dup, err := w.Dup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []float64{0}
+	if w.Rank() == 0 {
+		short, cancel := context.WithTimeout(bg, 50*time.Millisecond)
+		defer cancel()
+		err := Allreduce(short, dup, []float64{1}, got, Sum)
+		var ie *InterruptedError
+		if !errors.As(err, &ie) || ie.Call != "MPI_Allreduce" || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Allreduce on rank 0 alone = %v, want an *InterruptedError", err)
+		}
+		if err := dup.Barrier(bg); !errors.As(err, &ie) {
+			t.Errorf("a later call on the broken communicator = %v", err)
+		}
+		if n := Abandoned(); n != 1 {
+			t.Errorf("Abandoned() = %d, want 1", n)
+		}
+	}
+	if err := w.Barrier(bg); err != nil {
+		t.Fatalf("the world is broken too: %v", err)
+	}
+	if w.Rank() != 0 {
+		if err := Allreduce(bg, dup, []float64{1}, got, Sum); err != nil || got[0] != ranks {
+			t.Errorf("the late ranks' Allreduce = %v, %v", got, err)
+		}
+	}
+	if err := w.Barrier(bg); err != nil {
+		t.Fatal(err)
+	}
+	if w.Rank() == 0 {
+		// Rank 0's abandoned call completes with the others' contributions;
+		// testing it (as Abandoned does) drives MPI's progress.
+		deadline := time.Now().Add(time.Minute)
+		for Abandoned() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the abandoned Allreduce never completed")
+			}
+			runtime.Gosched()
+		}
+		if got[0] != ranks {
+			t.Errorf("the abandoned Allreduce wrote %v, want %d", got[0], ranks)
+		}
 	}
 }

@@ -3,9 +3,11 @@
 package mpi
 
 import (
+	"context"
 	"errors"
 	"os"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -20,7 +22,8 @@ var world = &Comm{}
 
 // Comm is a communicator: a group of ranks that talk among themselves.
 type Comm struct {
-	freed bool
+	freed  bool
+	broken atomic.Pointer[InterruptedError] // never set: the stub's calls do not wait
 }
 
 // Init initialises MPI for goroutines calling it one at a time.
@@ -92,7 +95,7 @@ func (c *Comm) Rank() int { return 0 }
 func (c *Comm) Size() int { return 1 }
 
 // Barrier waits until every rank of c has called it.
-func (c *Comm) Barrier() error { return c.ready() }
+func (c *Comm) Barrier(context.Context) error { return c.ready() }
 
 // Split partitions c: ranks of one color form a new communicator, ordered
 // by key; a color of Undefined returns nil.
@@ -173,10 +176,36 @@ func (c *Comm) recv(unsafe.Pointer, int, dtype, int, int) (Status, error) { retu
 
 type request struct{}
 
+// The nonblocking collectives complete at once.
+
+func (c *Comm) ibcast(*request, unsafe.Pointer, int, dtype, int) error { return nil }
+
+func (c *Comm) ireduce(_ *request, send, recv unsafe.Pointer, n int, d dtype, o Op, root int) error {
+	return c.reduce(send, recv, n, d, o, root)
+}
+
+func (c *Comm) iallreduce(_ *request, send, recv unsafe.Pointer, n int, d dtype, o Op) error {
+	return c.allreduce(send, recv, n, d, o)
+}
+
+func (c *Comm) igather(_ *request, send unsafe.Pointer, n int, recv unsafe.Pointer, d dtype, root int) error {
+	return c.gather(send, n, recv, d, root)
+}
+
+func (c *Comm) iallgather(_ *request, send unsafe.Pointer, n int, recv unsafe.Pointer, d dtype) error {
+	return c.allgather(send, n, recv, d)
+}
+
+func (c *Comm) iscatter(_ *request, send, recv unsafe.Pointer, n int, d dtype, root int) error {
+	return c.scatter(send, recv, n, d, root)
+}
+
 func (c *Comm) isend(*request, unsafe.Pointer, int, dtype, int, int) error { return ErrStub }
 
 func (c *Comm) irecv(*request, unsafe.Pointer, int, dtype, int, int) error { return ErrStub }
 
-func (request) test() (bool, Status, error) { return true, Status{}, ErrStub }
+func (request) test() (bool, Status, error) { return true, Status{}, nil }
+
+func (request) wait() (Status, error) { return Status{}, nil }
 
 func (request) cancel() error { return nil }

@@ -3,13 +3,16 @@
 package mpi
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
 )
 
 func TestStub(t *testing.T) {
-	if err := Allreduce(World(), []int{1}, []int{0}, Sum); !errors.Is(err, ErrNotInitialized) {
+	ctx, cancel := context.WithCancel(context.Background()) // a ctx that can end: the nonblocking path
+	defer cancel()
+	if err := Allreduce(ctx, World(), []int{1}, []int{0}, Sum); !errors.Is(err, ErrNotInitialized) {
 		t.Fatalf("a call before Init: %v", err)
 	}
 	if err := Init(); err != nil {
@@ -20,21 +23,26 @@ func TestStub(t *testing.T) {
 		t.Fatalf("the stub's world is rank %d of %d", w.Rank(), w.Size())
 	}
 	got := make([]float64, 2)
-	if err := Allreduce(w, []float64{1, 2}, got, Max); err != nil || !slices.Equal(got, []float64{1, 2}) {
+	if err := Allreduce(ctx, w, []float64{1, 2}, got, Max); err != nil || !slices.Equal(got, []float64{1, 2}) {
 		t.Errorf("Allreduce = %v, %v", got, err)
 	}
-	if err := Gather(w, []float64{7}, got[:0], 0); err == nil {
+	if err := Gather(ctx, w, []float64{7}, got[:0], 0); err == nil {
 		t.Error("Gather into a short buffer succeeded")
 	}
 	parts := make([]int32, 1)
-	if err := Scatter(w, []int32{5}, parts, 0); err != nil || parts[0] != 5 {
+	if err := Scatter(ctx, w, []int32{5}, parts, 0); err != nil || parts[0] != 5 {
 		t.Errorf("Scatter = %v, %v", parts, err)
 	}
-	if err := Send(w, []int{1}, 0, 0); !errors.Is(err, ErrStub) {
+	if err := Send(ctx, w, []int{1}, 0, 0); !errors.Is(err, ErrStub) {
 		t.Errorf("Send in the stub: %v", err)
 	}
-	if err := Bcast(w, []int{1}, 1); err == nil {
+	if err := Bcast(ctx, w, []int{1}, 1); err == nil {
 		t.Error("Bcast from root 1 of 1 rank succeeded")
+	}
+	for _, ctx := range []context.Context{context.Background(), ctx} {
+		if err := Allreduce(ctx, w, got, got, Sum); err != nil || w.Barrier(ctx) != nil {
+			t.Errorf("Allreduce in place: %v", err)
+		}
 	}
 	if err := Finalize(); err != nil {
 		t.Fatal(err)
