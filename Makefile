@@ -7,13 +7,14 @@ BIN     := bin/ipcluster
 GOFLAGS ?=
 export CGO_ENABLED := 1
 
-.PHONY: all build deps mpi-deps demo test vet fmt-check fuzz bench bench-smoke bench-micro clean help
+.PHONY: all build deps mpi-deps mpich-deps test-mpich demo test vet fmt-check fuzz bench bench-smoke bench-micro clean help
 
 all: build
 
 help:
 	@echo "make demo   start 4 local engines, run examples/hello (hello world + a load-balanced map), stop"
-	@echo "make test   vet, format check, and every test with the race detector"
+	@echo "make test   vet, format check, and every test with the race detector, real MPI jobs included"
+	@echo "make test-mpich  the mpi package against MPICH, as 4 ranks (make test runs it)"
 	@echo "make build  build $(BIN)"
 	@echo "make fuzz   run each fuzz target for FUZZTIME (default 30s)"
 	@echo "make bench        ipcluster against its peers and the transport limit (a few minutes);"
@@ -50,8 +51,12 @@ mpi-deps:
 		fi; \
 	fi
 
+# The binary links MPI (build tag mpi) when pkg-config finds it (checked when
+# the recipe runs: make test installs MPI first), so that
+# engines started by ipcluster mpiexec can run MPI collectives.
+
 build: deps
-	$(GO) build $(GOFLAGS) -o $(BIN) ./cmd/ipcluster
+	$(GO) build $(GOFLAGS) $$(pkg-config --exists mpi 2>/dev/null && echo -tags mpi) -o $(BIN) ./cmd/ipcluster
 
 # demo uses its own profile, so it neither disturbs nor is stopped by a
 # cluster you run yourself.
@@ -68,10 +73,34 @@ vet: deps
 fmt-check:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-test: deps mpi-deps vet fmt-check build
+# mpich-deps installs MPICH beside Open MPI (which stays the default), to
+# check that the binding builds and runs against both.
+mpich-deps:
+	@if ! pkg-config --exists mpich 2>/dev/null || ! command -v mpiexec.mpich >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing libmpich-dev and mpich (apt-get)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmpich-dev mpich >/dev/null || exit 1; \
+		else \
+			echo "make test-mpich needs MPICH. On Debian or Ubuntu run:"; \
+			echo "    sudo apt-get install libmpich-dev mpich"; \
+			exit 1; \
+		fi; \
+	fi
+
+# test-mpich builds the mpi package against MPICH (a pkg-config module "mpi"
+# that is MPICH's) and runs its tests as 4 ranks under MPICH's mpiexec.
+MPICH_PC := $(CURDIR)/bin/mpich-pkgconfig
+test-mpich: deps mpich-deps
+	@mkdir -p $(MPICH_PC) && ln -sf "$$(pkg-config --variable=pcfiledir mpich)/mpich.pc" $(MPICH_PC)/mpi.pc
+	PKG_CONFIG_PATH=$(MPICH_PC) $(GO) test -c -tags mpi -o bin/mpi-mpich.test ./mpi
+	IPCLUSTER_TEST_MPIEXEC=mpiexec.mpich ./bin/mpi-mpich.test -test.run TestUnderMPIExec -test.timeout 5m
+
+test: deps mpi-deps mpich-deps vet fmt-check build
 	$(GO) test -race -timeout 15m ./...
-	$(GO) vet -tags mpi ./mpi
+	$(GO) vet -tags mpi ./mpi ./engine ./cmd/ipcluster
 	$(GO) test -race -timeout 5m -tags mpi ./mpi
+	$(GO) test -race -timeout 5m -tags mpi -run 'MPI' ./cmd/ipcluster ./launchers
+	$(MAKE) --no-print-directory test-mpich
 
 FUZZTIME ?= 30s
 fuzz: deps

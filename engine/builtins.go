@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ipcluster/ipcluster/mpi"
 	"github.com/ipcluster/ipcluster/wire"
 )
 
@@ -82,5 +83,42 @@ func builtins() map[string]any {
 			}
 			return res, nil
 		},
+		// The mpi builtins run on MPI_COMM_WORLD of an engine that runs as
+		// an MPI rank in a build with MPI. Collectives must be sent to every
+		// rank of a job (a job's view); an interrupt ends them on a rank
+		// that waits for others (see package mpi: the job must then end).
+		"mpi.info": func() (MPIInfo, error) {
+			w := mpi.World()
+			info := MPIInfo{Enabled: mpi.Enabled, Initialized: mpi.Initialized(), Rank: w.Rank(), Size: w.Size()}
+			if info.Initialized {
+				info.Processor, _ = mpi.ProcessorName()
+			}
+			return info, nil
+		},
+		"mpi.barrier": func(ctx context.Context) error { return mpi.World().Barrier(ctx) },
+		// mpi.allreduce combines every rank's values with op (sum, min,
+		// max, prod) and returns the result on every rank.
+		"mpi.allreduce": func(ctx context.Context, values []float64, op string) ([]float64, error) {
+			o, err := mpi.ParseOp(op)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]float64, len(values))
+			return out, mpi.Allreduce(ctx, mpi.World(), values, out, o)
+		},
+		// mpi.bcast returns root's values on every rank.
+		"mpi.bcast": func(ctx context.Context, values []float64, root int) ([]float64, error) {
+			out := append([]float64(nil), values...)
+			return out, mpi.Bcast(ctx, mpi.World(), out, root)
+		},
 	}
+}
+
+// MPIInfo is what the mpi.info builtin returns.
+type MPIInfo struct {
+	Enabled     bool   `msgpack:"enabled"`     // the engine is built with MPI
+	Initialized bool   `msgpack:"initialized"` // and runs as an MPI rank
+	Rank        int    `msgpack:"rank"`
+	Size        int    `msgpack:"size"`
+	Processor   string `msgpack:"processor,omitempty"`
 }

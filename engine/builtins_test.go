@@ -33,7 +33,7 @@ func TestBuiltinNames(t *testing.T) {
 	for name := range builtins() {
 		names = append(names, name)
 	}
-	want := []string{"echo", "getenv", "hostname", "noop", "pid", "sh", "sleep"}
+	want := []string{"echo", "getenv", "hostname", "mpi.allreduce", "mpi.barrier", "mpi.bcast", "mpi.info", "noop", "pid", "sh", "sleep"}
 	if len(names) != len(want) {
 		t.Fatalf("builtins = %v, want %v", names, want)
 	}
@@ -365,5 +365,29 @@ func TestHostnamePidGetenv(t *testing.T) {
 	}
 	if _, err := getenv.call(ctx, values(t, 1)); err == nil {
 		t.Error("getenv accepted a number")
+	}
+}
+
+// Outside an MPI job (and in this build without MPI) the mpi builtins say
+// so; their use as ranks is tested under mpiexec in cmd/ipcluster.
+func TestMPIBuiltinsOutsideMPI(t *testing.T) {
+	ctx := context.Background()
+	got, err := builtin(t, "mpi.info").call(ctx, nil)
+	if info, ok := got.(MPIInfo); err != nil || !ok || info.Initialized || info.Size != 1 {
+		t.Errorf("mpi.info = %+v, %v; want a world of one rank, not initialised", got, err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []any
+		want string
+	}{
+		{"mpi.allreduce", []any{[]float64{1}, "sum"}, "not initialised"},
+		{"mpi.allreduce", []any{[]float64{1}, "average"}, "average"},
+		{"mpi.barrier", nil, "not initialised"},
+		{"mpi.bcast", []any{[]float64{1}, 0}, "not initialised"},
+	} {
+		if _, err := builtin(t, tc.name).call(ctx, values(t, tc.args...)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s%v = %v, want an error naming %q", tc.name, tc.args, err, tc.want)
+		}
 	}
 }

@@ -111,7 +111,8 @@ type Engine struct {
 }
 
 // New returns an engine with the builtin functions registered: echo,
-// noop, sleep, hostname, pid, getenv and sh.
+// noop, sleep, hostname, pid, getenv, sh, and mpi.info, mpi.barrier,
+// mpi.allreduce and mpi.bcast (for engines that run as MPI ranks).
 func New(opts Options) (*Engine, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = 10 * time.Second
@@ -733,7 +734,13 @@ func (e *Engine) run(ctx context.Context, m *wire.Message) *wire.Message {
 		if cause := context.Cause(taskCtx); cause != nil {
 			var te *taskError
 			if errors.As(cause, &te) {
-				err = te
+				// An interrupt or timeout: its kind, and what the function
+				// added to it (such as a communicator now broken).
+				if err != error(te) && errors.Is(err, te) {
+					err = &taskError{kind: te.kind, msg: err.Error()}
+				} else {
+					err = te
+				}
 			}
 		}
 	}

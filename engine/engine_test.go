@@ -30,7 +30,7 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-var builtinNames = []string{"echo", "getenv", "hostname", "noop", "pid", "sh", "sleep"}
+var builtinNames = []string{"echo", "getenv", "hostname", "mpi.allreduce", "mpi.barrier", "mpi.bcast", "mpi.info", "noop", "pid", "sh", "sleep"}
 
 func TestRegister(t *testing.T) {
 	e, err := engine.New(engine.Options{})

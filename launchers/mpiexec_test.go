@@ -202,3 +202,28 @@ func alive(pid int) bool {
 	_, rest, _ := strings.Cut(string(data), ") ")
 	return !strings.HasPrefix(rest, "Z")
 }
+
+// MPICH's mpiexec (Hydra), installed beside Open MPI by make test: its
+// -prepend-rank tags are read back.
+func TestMPIExecMPICH(t *testing.T) {
+	if _, err := exec.LookPath("mpiexec.mpich"); err != nil {
+		t.Skip("no mpiexec.mpich (make test installs MPICH: apt-get install mpich)")
+	}
+	m := &MPIExec{N: 2, MPIExec: "mpiexec.mpich", Env: []string{"GREETING=hi"},
+		Command: []string{"/bin/sh", "-c", `echo "$GREETING from $PMI_RANK of $PMI_SIZE"; exit $PMI_RANK`}}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	<-m.Done()
+	if m.Implementation() != MPICH {
+		t.Fatalf("implementation %s, want MPICH", m.Implementation())
+	}
+	for r := range 2 {
+		if out := m.Output(r); out != fmt.Sprintf("hi from %d of 2", r) {
+			t.Errorf("rank %d output %q", r, out)
+		}
+	}
+	if report := m.FailureReport([]int{0}); !strings.Contains(report, "rank 1 said:\n    hi from 1 of 2") || strings.Contains(report, "rank 0") {
+		t.Errorf("report:\n%s", report)
+	}
+}

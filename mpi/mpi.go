@@ -224,6 +224,10 @@ func InitThread(required ThreadLevel) (ThreadLevel, error) {
 
 // Finalize ends MPI; no MPI call may follow.
 func Finalize() error {
+	pending := 0
+	if Initialized() {
+		pending = Abandoned() // tests requests: MPI calls, which take state.mu
+	}
 	state.mu.Lock()
 	defer state.mu.Unlock()
 	switch {
@@ -232,8 +236,8 @@ func Finalize() error {
 	case !state.initialized:
 		return ErrNotInitialized
 	}
-	if n := Abandoned(); n > 0 {
-		return fmt.Errorf("mpi: not finalising: %d interrupted calls are still running in MPI, and MPI_Finalize would wait for them", n)
+	if pending > 0 {
+		return fmt.Errorf("mpi: not finalising: %d interrupted calls are still running in MPI, and MPI_Finalize would wait for them", pending)
 	}
 	state.finalized = true
 	return mpiErr("MPI_Finalize", C.MPI_Finalize())

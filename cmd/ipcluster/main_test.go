@@ -116,10 +116,18 @@ func (e *env) connect() *client.Client {
 
 // stopLeftovers kills, by pid, any supervisor and engines a test left.
 func (e *env) stopLeftovers() {
+	// Jobs that joined from other processes: their owners stop their
+	// launchers (mpiexec forwards the signal to its ranks).
+	for _, j := range e.profile().Jobs() {
+		if j.Owner > 0 && profile.Alive(j.Owner) {
+			syscall.Kill(j.Owner, syscall.SIGTERM)
+		}
+	}
 	st, err := profile.ReadState(e.profile().StatePath())
 	if err != nil {
 		return
 	}
+	// The supervisor's launchers die with it (mpiexec is sent SIGTERM).
 	for _, pid := range append([]int{st.SupervisorPID}, enginePIDs(st)...) {
 		if pid > 0 && profile.Alive(pid) {
 			syscall.Kill(pid, syscall.SIGKILL)

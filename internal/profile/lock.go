@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -128,11 +129,20 @@ func readPID(path string) int {
 }
 
 // Alive reports whether a process with this pid exists (kill(pid, 0)
-// succeeds or fails with EPERM). A zombie counts as alive.
+// succeeds or fails with EPERM) and, where /proc tells, is not a zombie.
 func Alive(pid int) bool {
 	if pid <= 0 {
 		return false
 	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	// A zombie has exited: it only waits for its parent (for a daemon,
+	// init, which in a container may take its time) to reap it.
+	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+			return false
+		}
+	}
+	return true
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // helperEnv tells a re-executed test binary to act as TestHelperProcess:
@@ -246,5 +247,27 @@ func TestAlive(t *testing.T) {
 		if got := Alive(tt.pid); got != tt.want {
 			t.Errorf("Alive(%d) = %v, want %v", tt.pid, got, tt.want)
 		}
+	}
+}
+
+// A process that has exited but is not yet reaped (a zombie, as a daemon
+// is until init reaps it) is not alive.
+func TestAliveZombie(t *testing.T) {
+	child := exec.Command("/bin/sh", "-c", "exit 0")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer child.Wait()
+	// Until the child has exited it may be alive; once it has, it is a
+	// zombie until Wait, and must not count as alive.
+	deadline := time.Now().Add(30 * time.Second)
+	for Alive(child.Process.Pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the exited, unreaped child %d still counts as alive", child.Process.Pid)
+		}
+		time.Sleep(time.Millisecond) // polling a condition
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", child.Process.Pid)); err != nil {
+		t.Fatalf("the child was reaped before the test could see its zombie: %v", err)
 	}
 }

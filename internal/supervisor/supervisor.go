@@ -178,8 +178,10 @@ func Run(ctx context.Context, opts Options) error {
 		err = <-ctrlDone
 	case err = <-ctrlDone: // a client asked the controller to shut down
 	}
+	log.Info("controller stopped")
 	if launcher != nil {
 		launcher.Stop(2 * time.Second)
+		log.Info("engine processes ended")
 	}
 	return err
 }
