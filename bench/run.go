@@ -70,6 +70,8 @@ func newRows() *rowSet {
 		Targets: []Target{yes("≥ 0.8× limit", "limit", 0.8)}})
 	add("startup", &Row{Workload: "5 start 4 engines", Metric: "s",
 		Targets: []Target{yes("≤ 0.5 s", "", 0.5)}})
+	add("startup_mpi", &Row{Workload: "5 mpiexec -n 4 engines", Metric: "s", LimitOf: "mpiexec -n 4, MPI_Init only (C)",
+		Targets: []Target{yes("≤ 0.5 s", "", 0.5)}})
 	add("shell", &Row{Workload: "6 shell farm, 1000 × sh -c true", Metric: "s", LimitOf: "xargs -P2",
 		Targets: []Target{yes("≤ 1.3× limit", "limit", 1.3), yes("faster than GNU parallel", "GNU parallel", 1)}})
 	add("register", &Row{Workload: "7 register 1000 engines", Metric: "s",
@@ -133,6 +135,10 @@ func (b *bench) limits(rows *rowSet) {
 	for range b.runs {
 		d, err := shellLimit(n, "xargs -P2 -n1 sh -c true")
 		rows.get("shell").limitOrError(d, n, err)
+	}
+	for range b.runs {
+		d, err := mpiexecLimit(4)
+		rows.get("startup_mpi").limitOrError(d, 4, err)
 	}
 }
 
@@ -212,8 +218,13 @@ func (b *bench) ours(rows *rowSet) error {
 	if b.wants("5") {
 		progress("ipcluster: startup")
 		for range b.runs {
-			v, err := b.ipStartup(4)
+			v, err := b.ipStartup("start", 4)
 			rows.get("startup").Ours.add(v, 4, err)
+		}
+		progress("ipcluster: mpiexec startup")
+		for range b.runs {
+			v, err := b.ipStartup("mpiexec", 4)
+			rows.get("startup_mpi").Ours.add(v, 4, err)
 		}
 	}
 	if b.wants("7") {

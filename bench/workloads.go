@@ -156,9 +156,10 @@ func ipPushPull(ctx context.Context, c *client.Client, size int) (push, pull flo
 	return push, pull, nil
 }
 
-// ipStartup times `ipcluster start -n engines --daemon`, which returns once
-// every engine has registered: seconds.
-func (b *bench) ipStartup(engines int) (float64, error) {
+// ipStartup times `ipcluster start -n engines --daemon` (or `ipcluster
+// mpiexec`, with command "mpiexec"), which returns once every engine has
+// registered: seconds.
+func (b *bench) ipStartup(command string, engines int) (float64, error) {
 	dir, err := os.MkdirTemp("", "ipbench-start-")
 	if err != nil {
 		return 0, err
@@ -166,13 +167,53 @@ func (b *bench) ipStartup(engines int) (float64, error) {
 	defer os.RemoveAll(dir)
 	c := &cluster{bin: b.bin, dir: dir, env: append(b.clusterEnv(), "IPCLUSTER_DIR="+dir, "IPCLUSTER_PROFILE=bench")}
 	t0 := time.Now()
-	out, err := c.run("start", "-n", fmt.Sprint(engines), "--daemon")
+	out, err := c.run(command, "-n", fmt.Sprint(engines), "--daemon")
 	d := time.Since(t0)
 	c.run("stop")
 	if err != nil {
-		return 0, fmt.Errorf("ipcluster start: %v: %s", err, out)
+		return 0, fmt.Errorf("ipcluster %s: %v: %s", command, err, out)
 	}
 	return d.Seconds(), nil
+}
+
+// mpiInitC is the smallest MPI program: what every rank of an MPI job pays.
+const mpiInitC = `#include <mpi.h>
+int main(int argc, char **argv) {
+	int provided;
+	MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
+	MPI_Finalize();
+	return 0;
+}
+`
+
+// mpiexecLimit times mpiexec running, as ranks, a C program that only
+// initialises and finalises MPI, with the flags ipcluster mpiexec gives
+// Open MPI on this machine: seconds. MPI_Init's own collective start-up
+// is most of the time ipcluster mpiexec takes.
+func mpiexecLimit(ranks int) (float64, error) {
+	dir, err := os.MkdirTemp("", "ipbench-mpi-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	src, prog := filepath.Join(dir, "init.c"), filepath.Join(dir, "init")
+	if err := os.WriteFile(src, []byte(mpiInitC), 0o600); err != nil {
+		return 0, err
+	}
+	if out, err := exec.Command("mpicc", "-o", prog, src).CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("mpicc: %v: %s", err, out)
+	}
+	args := []string{"-n", fmt.Sprint(ranks), "--oversubscribe"}
+	if os.Geteuid() == 0 {
+		args = append(args, "--allow-run-as-root")
+	}
+	cmd := exec.Command("mpiexec", append(args, prog)...)
+	t0 := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("mpiexec: %v: %s", err, out)
+	}
+	return time.Since(t0).Seconds(), nil
 }
 
 // ipShellFarm runs n `sh -c true` through the sh builtin as a

@@ -128,3 +128,28 @@ func ExampleRemoteError() {
 	// 2 TypeError
 	// argument 1 of square(int): wire: cannot decode a string into int
 }
+
+// The ranks of an MPI job (here the 4 engines started by `ipcluster
+// mpiexec -n 4`) are addressed as one job: its view runs a call on every
+// rank at once, as an MPI collective needs, and ResultList returns the
+// results in rank order.
+func ExampleJob_View() {
+	ctx := context.Background()
+	c, _ := client.Connect(ctx, client.Options{})
+	defer c.Close()
+	for _, j := range c.Jobs() {
+		fmt.Println("job", j.ID, "ranks", j.Ranks, "of", j.Size)
+	}
+
+	r, _ := c.Job(1).View().Apply(ctx, "rank")
+	ranks, _ := client.ResultList[int](ctx, r)
+	fmt.Println(ranks)
+
+	r, _ = c.Job(1).Ranks(3, 1).Apply(ctx, "rank")
+	some, _ := client.ResultList[int](ctx, r)
+	fmt.Println(some)
+	// Output:
+	// job 1 ranks [0 1 2 3] of 4
+	// [0 1 2 3]
+	// [3 1]
+}

@@ -55,13 +55,15 @@ func exampleCluster(n int) (stop func(), err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { ctrl.Run(ctx) })
-	for range n {
-		e, err := engine.New(engine.Options{Connection: ctrl.EngineInfo()})
+	for i := range n {
+		// The engines are the ranks of one job, as under ipcluster mpiexec.
+		e, err := engine.New(engine.Options{Connection: ctrl.EngineInfo(), JobKey: "example-job", Rank: i, Size: n})
 		if err != nil {
 			cancel()
 			return nil, err
 		}
 		e.Register("square", func(x int) int { return x * x })
+		e.Register("rank", func() int { return i })
 		wg.Go(func() { e.Run(ctx) })
 	}
 	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)

@@ -119,6 +119,10 @@ func (g *globals) newLogger(p *profile.Profile, cfg *profile.Config, name string
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening the log file: %w", err)
 	}
+	if os.Getenv(daemonEnv) != "" {
+		// A background child's stderr is this log file already.
+		return slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: level})), func() { f.Close() }, nil
+	}
 	termLevel := max(level, slog.LevelWarn)
 	if g.logLevel != "" {
 		termLevel = level
