@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
@@ -63,7 +64,7 @@ func TestUnderMPIExec(t *testing.T) {
 	if err != nil {
 		t.Fatalf("mpiexec: %v\n%s", err, out)
 	}
-	for _, name := range []string{"World", "Collectives", "ArgumentErrors", "PointToPoint", "Communicators", "InterruptedCollective"} {
+	for _, name := range []string{"World", "Collectives", "ArgumentErrors", "PointToPoint", "Communicators", "InterruptedCollective", "EveryType"} {
 		if got := strings.Count(string(out), "--- PASS: TestRank"+name+" ("); got != ranks {
 			t.Fatalf("%d ranks passed TestRank%s, want %d:\n%s", got, name, ranks, out)
 		}
@@ -362,5 +363,99 @@ func TestRankInterruptedCollective(t *testing.T) {
 		if got[0] != ranks {
 			t.Errorf("the abandoned Allreduce wrote %v, want %d", got[0], ranks)
 		}
+	}
+}
+
+// Every element type goes through every collective and point-to-point
+// call with its own MPI datatype, and every call takes empty slices.
+func TestRankEveryType(t *testing.T) {
+	w := rankOnly(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	everyCall[int8](ctx, t, w)
+	everyCall[int16](ctx, t, w)
+	everyCall[int32](ctx, t, w)
+	everyCall[int64](ctx, t, w)
+	everyCall[int](ctx, t, w)
+	everyCall[uint8](ctx, t, w)
+	everyCall[uint16](ctx, t, w)
+	everyCall[uint32](ctx, t, w)
+	everyCall[uint64](ctx, t, w)
+	everyCall[uint](ctx, t, w)
+	everyCall[float32](ctx, t, w)
+	everyCall[float64](ctx, t, w)
+}
+
+func everyCall[T Number](ctx context.Context, t *testing.T, w *Comm) {
+	t.Helper()
+	name := fmt.Sprintf("%T", T(0))
+	rank := w.Rank()
+	fail := func(call string, err error, got any) {
+		t.Helper()
+		t.Errorf("%s %s: %v (got %v)", name, call, err, got)
+	}
+	// Values that overflow no type: ranks are 0..3.
+	sum := make([]T, 2)
+	if err := Allreduce(ctx, w, []T{T(rank), 1}, sum, Sum); err != nil || sum[0] != 6 || sum[1] != ranks {
+		fail("Allreduce", err, sum)
+	}
+	top := make([]T, 1)
+	if err := Reduce(ctx, w, []T{T(rank)}, top, Max, 0); err != nil || (rank == 0 && top[0] != ranks-1) {
+		fail("Reduce", err, top)
+	}
+	b := []T{0, 0}
+	if rank == 1 {
+		b = []T{7, 9}
+	}
+	if err := Bcast(ctx, w, b, 1); err != nil || b[0] != 7 || b[1] != 9 {
+		fail("Bcast", err, b)
+	}
+	all := make([]T, ranks)
+	if err := Allgather(ctx, w, []T{T(rank)}, all); err != nil || !slices.Equal(all, []T{0, 1, 2, 3}) {
+		fail("Allgather", err, all)
+	}
+	if err := Gather(ctx, w, []T{T(rank)}, all, 2); err != nil || (rank == 2 && !slices.Equal(all, []T{0, 1, 2, 3})) {
+		fail("Gather", err, all)
+	}
+	part := make([]T, 1)
+	if err := Scatter(ctx, w, []T{3, 2, 1, 0}, part, 0); err != nil || part[0] != T(3-rank) {
+		fail("Scatter", err, part)
+	}
+	next, prev := (rank+1)%ranks, (rank+ranks-1)%ranks
+	in := make([]T, 1)
+	rr, err := Irecv(w, in, prev, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Send(ctx, w, []T{T(rank)}, next, 5); err != nil {
+		fail("Send", err, nil)
+	}
+	if st, err := rr.Wait(ctx); err != nil || in[0] != T(prev) || st.Count != 1 {
+		fail("Irecv", err, in)
+	}
+
+	// Empty slices: valid buffers for every call.
+	var none []T
+	for call, err := range map[string]error{
+		"Allreduce": Allreduce(ctx, w, none, none, Sum),
+		"Reduce":    Reduce(ctx, w, none, none, Sum, 0),
+		"Bcast":     Bcast(ctx, w, none, 0),
+		"Allgather": Allgather(ctx, w, none, none),
+		"Gather":    Gather(ctx, w, none, none, 0),
+		"Scatter":   Scatter(ctx, w, none, none, 0),
+	} {
+		if err != nil {
+			fail(call+" of empty slices", err, nil)
+		}
+	}
+	er, err := Irecv(w, none, prev, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Send(ctx, w, none, next, 6); err != nil {
+		fail("Send of nothing", err, nil)
+	}
+	if st, err := er.Wait(ctx); err != nil || st.Count != 0 {
+		fail("Irecv of nothing", err, st)
 	}
 }
