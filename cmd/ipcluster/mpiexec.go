@@ -150,14 +150,18 @@ func runMPIExec(cmd *cobra.Command, g *globals, f mpiexecFlags, program []string
 			msg += fmt.Sprintf("  connection file: %s\n  controller:      %s\n", r.ClientFile, r.Endpoint)
 		}
 		msg += fmt.Sprintf("  output of the ranks: %s\n", jobLog)
-		if report.ready(msg) {
+		stop := stopCommand(p, r.Job)
+		if controller {
+			stop = stopCommand(p, 0)
+		}
+		if report.ready(msg + "Stop it with: " + stop + "\n") {
 			return
 		}
 		fmt.Fprint(out, msg)
 		if controller {
 			fmt.Fprintln(out, "Press Ctrl-C to stop the controller and its jobs.")
 		} else {
-			fmt.Fprintf(out, "Press Ctrl-C, or run ipcluster stop --job %d, to stop the job.\n", r.Job)
+			fmt.Fprintf(out, "Press Ctrl-C, or run %s, to stop the job.\n", stop)
 		}
 	}
 	if running {

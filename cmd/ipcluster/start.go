@@ -85,7 +85,7 @@ func runStart(cmd *cobra.Command, g *globals, n int, daemon bool) error {
 		Ready: func(r supervisor.Ready) {
 			msg := fmt.Sprintf("ipcluster: %d engines ready in %.2f s (profile %q)\n", r.Engines, r.Elapsed.Seconds(), p.Name) +
 				fmt.Sprintf("  connection file: %s\n  controller:      %s\n  logs:            %s\n", r.ClientFile, r.Endpoint, p.LogDir())
-			if report.ready(msg) {
+			if report.ready(msg + "Stop it with: " + stopCommand(p, 0) + "\n") {
 				return
 			}
 			fmt.Fprint(out, msg)
@@ -192,16 +192,23 @@ func spawnDaemon(ctx context.Context, p *profile.Profile, logName string, out io
 	msg = strings.ReplaceAll(msg, "\\n", "\n")
 	switch kind {
 	case "ready":
-		fmt.Fprint(out, msg)
-		fmt.Fprintf(out, "Running in the background (pid %d). ", pid)
-		stop := "ipcluster stop"
-		if p.Name != profile.DefaultName {
-			stop += " --profile " + p.Name
-		}
-		fmt.Fprintf(out, "Stop it with: %s\n", stop)
+		// The message ends with how to stop what was started.
+		fmt.Fprint(out, strings.Replace(msg, "Stop it with:", fmt.Sprintf("Running in the background (pid %d). Stop it with:", pid), 1))
 		return nil
 	case "error":
 		return errors.New(msg)
 	}
 	return fmt.Errorf("the background process (pid %d) exited while starting; see %s", pid, logPath)
+}
+
+// stopCommand is the command that stops the profile's cluster, or one job.
+func stopCommand(p *profile.Profile, job int) string {
+	stop := "ipcluster stop"
+	if p.Name != profile.DefaultName {
+		stop += " --profile " + p.Name
+	}
+	if job > 0 {
+		stop += fmt.Sprintf(" --job %d", job)
+	}
+	return stop
 }
