@@ -95,7 +95,13 @@ func builtins() map[string]any {
 			}
 			return info, nil
 		},
-		"mpi.barrier": func(ctx context.Context) error { return mpi.World().Barrier(ctx) },
+		"mpi.barrier": func(ctx context.Context) error {
+			w, err := world()
+			if err != nil {
+				return err
+			}
+			return w.Barrier(ctx)
+		},
 		// mpi.allreduce combines every rank's values with op (sum, min,
 		// max, prod) and returns the result on every rank.
 		"mpi.allreduce": func(ctx context.Context, values []float64, op string) ([]float64, error) {
@@ -103,15 +109,34 @@ func builtins() map[string]any {
 			if err != nil {
 				return nil, err
 			}
+			w, err := world()
+			if err != nil {
+				return nil, err
+			}
 			out := make([]float64, len(values))
-			return out, mpi.Allreduce(ctx, mpi.World(), values, out, o)
+			return out, mpi.Allreduce(ctx, w, values, out, o)
 		},
 		// mpi.bcast returns root's values on every rank.
 		"mpi.bcast": func(ctx context.Context, values []float64, root int) ([]float64, error) {
+			w, err := world()
+			if err != nil {
+				return nil, err
+			}
 			out := append([]float64(nil), values...)
-			return out, mpi.Bcast(ctx, mpi.World(), out, root)
+			return out, mpi.Bcast(ctx, w, out, root)
 		},
 	}
+}
+
+// world returns MPI_COMM_WORLD for the mpi builtins, or why there is none.
+func world() (*mpi.Comm, error) {
+	switch {
+	case !mpi.Enabled:
+		return nil, mpi.ErrStub
+	case !mpi.Initialized():
+		return nil, errors.New("mpi: this engine does not run as an MPI rank (start engines with ipcluster mpiexec)")
+	}
+	return mpi.World(), nil
 }
 
 // MPIInfo is what the mpi.info builtin returns.
