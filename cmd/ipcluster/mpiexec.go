@@ -141,7 +141,9 @@ func runMPIExec(cmd *cobra.Command, g *globals, f mpiexecFlags, program []string
 			bar.update(have, want)
 		}
 	}
+	job := 0
 	ready := func(r supervisor.Ready, controller bool) {
+		job = r.Job
 		if bar != nil {
 			bar.end()
 		}
@@ -187,6 +189,13 @@ func runMPIExec(cmd *cobra.Command, g *globals, f mpiexecFlags, program []string
 			return fmt.Errorf("%w; run ipcluster mpiexec again to join it", err)
 		}
 		return err
+	}
+	if report == nil {
+		if running {
+			fmt.Fprintf(out, "ipcluster: job %d ended\n", job)
+		} else {
+			fmt.Fprintln(out, "ipcluster: stopped")
+		}
 	}
 	return nil
 }
