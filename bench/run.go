@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 )
 
@@ -86,16 +87,21 @@ func (b *bench) limits(rows *rowSet) {
 	progress("transport limits")
 	rttN, pipeN := b.size(3000, 100), b.size(100000, 1000)
 	plain50, plainPipe := &Series{}, &Series{}
+	var rttLimitCPU string
 	for _, curve := range []bool{true, false} {
+		var cpu cpuPerOp
 		for range b.runs {
 			r := startRelay(curve, 1)
+			meter := processMeter(r.cmds[0].Process.Pid, r.cmds[1].Process.Pid, os.Getpid())
 			lat := r.rtt(rttN)
+			cpu.add(meter, rttN)
 			r.close()
 			r = startRelay(curve, 2)
 			tp := r.pipelined(pipeN, 1000)
 			r.close()
 			if curve {
 				rows.get("rtt50").limit(median(lat), rttN)
+				rttLimitCPU = cpu.String("broker", "worker", "client")
 				rows.get("rtt99").limit(percentile(lat, 99), rttN)
 				rows.get("lb").limit(tp, pipeN)
 			} else {
@@ -104,7 +110,7 @@ func (b *bench) limits(rows *rowSet) {
 			}
 		}
 	}
-	rows.get("rtt50").Limit.Note = fmt.Sprintf("a relay without CURVE: %s µs", cell(plain50))
+	rows.get("rtt50").Limit.Note = fmt.Sprintf("a relay without CURVE: %s µs; CPU per round trip with CURVE: %s", cell(plain50), rttLimitCPU)
 	rows.get("lb").Limit.Note = fmt.Sprintf("a relay without CURVE: %s round trips/s", cell(plainPipe))
 	size := b.size(100<<20, 1<<20)
 	hopCurve := hop(true, size, b.runs)
@@ -184,12 +190,16 @@ func (b *bench) ours(rows *rowSet) error {
 		cl := c.client
 		warm := func() { ipRTT(ctx, cl, 100); ipLB(ctx, cl, 1000) }
 		warm()
+		var rttCPU cpuPerOp
 		for range b.runs {
 			if b.wants("1") {
 				n := b.size(2000, 50)
+				cpu := c.cpuMeter(cl)
 				p50, p99, err := ipRTT(ctx, cl, n)
+				rttCPU.add(cpu, n)
 				rows.get("rtt50").Ours.add(p50, n, err)
 				rows.get("rtt99").Ours.add(p99, n, err)
+				rows.get("rtt50").Ours.Note = "CPU per round trip: " + rttCPU.String("controller", "engine", "client")
 			}
 			if b.wants("2") {
 				n := b.size(20000, 200)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ipcluster/ipcluster/client"
 	"github.com/ipcluster/ipcluster/engine"
+	"github.com/ipcluster/ipcluster/internal/profile"
 	"github.com/ipcluster/ipcluster/wire"
 )
 
@@ -350,6 +351,62 @@ func (b *bench) ipScale(hosts, perHost, applies int) (r res7, err error) {
 	r.hostCPU = (h1 - h0) * 1e3 / float64(applies+1)
 	r.apply = r.apply[1:] // the first apply warms up
 	return r, nil
+}
+
+// processMeter returns a function that reports the CPU seconds each of
+// the processes has used since processMeter was called.
+func processMeter(pids ...int) func() []float64 {
+	start := make([]float64, len(pids))
+	for i, pid := range pids {
+		start[i] = cpuSeconds(pid)
+	}
+	return func() []float64 {
+		used := make([]float64, len(pids))
+		for i, pid := range pids {
+			used[i] = cpuSeconds(pid) - start[i]
+		}
+		return used
+	}
+}
+
+// cpuMeter meters the cluster's controller, the engine ipRTT uses, and
+// this process (the client).
+func (c *cluster) cpuMeter(cl *client.Client) func() []float64 {
+	ctrl, eng := 0, 0
+	if st, err := profile.ReadState(filepath.Join(c.dir, "bench", "cluster.json")); err == nil {
+		ctrl = st.ControllerPID
+	}
+	if es, err := cl.Engines(context.Background()); err == nil {
+		for _, e := range es {
+			if e.ID == cl.IDs()[0] {
+				eng = e.PID
+			}
+		}
+	}
+	return processMeter(ctrl, eng, os.Getpid())
+}
+
+// cpuPerOp collects CPU microseconds per operation of several processes,
+// over runs.
+type cpuPerOp struct{ perProc [][]float64 }
+
+func (c *cpuPerOp) add(meter func() []float64, ops int) {
+	used := meter()
+	if c.perProc == nil {
+		c.perProc = make([][]float64, len(used))
+	}
+	for i, u := range used {
+		c.perProc[i] = append(c.perProc[i], u*1e6/float64(ops))
+	}
+}
+
+// String names each process's median, in order.
+func (c *cpuPerOp) String(names ...string) string {
+	parts := make([]string, len(c.perProc))
+	for i, samples := range c.perProc {
+		parts[i] = fmt.Sprintf("%s %.0f µs", names[i], median(samples))
+	}
+	return strings.Join(parts, ", ") + " (median; the clock ticks every 10 ms, so short runs are coarse)"
 }
 
 // cpuSeconds is the CPU time process pid has used.
