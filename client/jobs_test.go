@@ -38,6 +38,14 @@ func TestJobs(t *testing.T) {
 	if len(jobs) != 2 || jobs[1].ID != 2 || jobs[1].Size != 2 || jobs[1].Key != "mpi-b" {
 		t.Fatalf("jobs %+v, want jobs 1 and 2", jobs)
 	}
+	// The client hears of a registration before the engine itself may.
+	for _, e := range append(byRank[:], other...) {
+		select {
+		case <-e.Registered():
+		case <-ctx.Done():
+			t.Fatal("an engine never learned its id")
+		}
+	}
 	want := []int{byRank[0].ID(), byRank[1].ID(), byRank[2].ID()}
 	if !slices.Equal(first.Engines, want) {
 		t.Errorf("job 1 engines %v, want %v in rank order", first.Engines, want)

@@ -66,7 +66,9 @@ func (v *DirectView) fanOut(ctx context.Context, kind wire.Type, content []byte,
 	return r, v.c.submit(r, m)
 }
 
-// Apply calls the registered function fn with args on each target.
+// Apply calls the registered function fn with args on each target, or,
+// where no function of that name is registered, the Starlark function fn
+// that a cell defined.
 func (v *DirectView) Apply(ctx context.Context, fn string, args ...any) (*AsyncResult, error) {
 	content, bufs, err := wire.EncodeApply(fn, args)
 	if err != nil {
@@ -104,6 +106,28 @@ func (v *DirectView) Pull(ctx context.Context, names ...string) (*AsyncResult, e
 		return nil, fmt.Errorf("client: Pull needs at least one name")
 	}
 	return v.fanOut(ctx, wire.Pull, wire.EncodePull(names), nil, len(names) == 1)
+}
+
+// Execute runs a Starlark code cell on each target, in the engine's
+// namespace: variables a cell assigns stay for later cells and for Pull,
+// and pushed values are variables of cells (numeric slices as arrays over
+// the same memory). What the cell prints streams to the client as the
+// cell runs (Options.OnOutput, and Metadata's Stdout); if the last
+// statement is an expression, its value is the result. A cell that fails
+// raises a *RemoteError with the Starlark backtrace; an interrupt ends a
+// running cell.
+//
+// Cells see the modules engine (id, host, pid, job, rank, size) and, in
+// builds with MPI, mpi (rank, size, barrier, bcast, allreduce, gather,
+// allgather); registered functions as fn.name(...) or call("name", ...).
+func (v *DirectView) Execute(ctx context.Context, code string) (*AsyncResult, error) {
+	return v.fanOut(ctx, wire.Execute, wire.EncodeExecute("", code), nil, false)
+}
+
+// ExecuteNamed is Execute with the name that errors and backtraces give
+// the cell, such as the file its code came from.
+func (v *DirectView) ExecuteNamed(ctx context.Context, name, code string) (*AsyncResult, error) {
+	return v.fanOut(ctx, wire.Execute, wire.EncodeExecute(name, code), nil, false)
 }
 
 // Clear empties each target's namespace.

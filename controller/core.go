@@ -153,7 +153,7 @@ func (c *core) clientMessage(m *wire.Message, raw wire.Raw) {
 	case wire.Disconnect:
 		delete(c.clients, rid)
 		c.clientGuard.Forget(m.Session)
-	case wire.Apply, wire.Map, wire.Push, wire.Pull, wire.Clear:
+	case wire.Apply, wire.Map, wire.Push, wire.Pull, wire.Clear, wire.Execute:
 		c.submit(rid, m, raw)
 	case wire.Engines:
 		c.reply(rid, m, wire.EnginesReply, wire.EnginesReplyContent{Engines: c.engineList()})
@@ -462,7 +462,7 @@ func (c *core) checkRank(info *wire.EngineInfo) string {
 }
 
 func (c *core) registerReply(eng *engineState) wire.RegisterReplyContent {
-	return wire.RegisterReplyContent{ID: eng.info.ID, HeartbeatMS: int(c.cfg.HeartbeatPeriod.Milliseconds()), ClusterID: c.clusterID}
+	return wire.RegisterReplyContent{ID: eng.info.ID, Job: eng.info.Job, HeartbeatMS: int(c.cfg.HeartbeatPeriod.Milliseconds()), ClusterID: c.clusterID}
 }
 
 // taskReply routes a result to its client, unless a failed balanced task

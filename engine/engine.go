@@ -28,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ipcluster/ipcluster/engine/cell"
 	"github.com/ipcluster/ipcluster/internal/courier"
 	"github.com/ipcluster/ipcluster/mpi"
 	"github.com/ipcluster/ipcluster/transport"
@@ -105,7 +106,9 @@ type Engine struct {
 	early      string
 	earlyCause error
 
-	ns map[string]wire.Value // used by the executor goroutine only
+	ns    *cell.Namespace // used by the executor goroutine only
+	cells int             // cells run, for naming them
+	job   atomic.Int64    // the controller's number for this engine's job
 
 	background *background // set by Start
 }
@@ -140,7 +143,8 @@ func New(opts Options) (*Engine, error) {
 		}
 	}
 	e := &Engine{opts: opts, log: opts.Logger, funcs: make(map[string]*function),
-		registered: make(chan struct{}), ns: make(map[string]wire.Value)}
+		registered: make(chan struct{})}
+	e.ns = cell.NewNamespace(e.cellBuiltins())
 	e.id.Store(wire.NoEngine)
 	e.queue.ready = make(chan struct{}, 1)
 	for name, fn := range builtins() {
@@ -471,13 +475,14 @@ func (l *ioLoop) handleOne(m *wire.Message) {
 		}
 		if l.period == 0 {
 			e.id.Store(int64(r.ID))
+			e.job.Store(int64(r.Job))
 			l.period = max(time.Duration(r.HeartbeatMS)*time.Millisecond, 10*time.Millisecond)
 			l.nextBeat = time.Now().Add(l.period)
 			e.registeredOnce.Do(func() { close(e.registered) })
 			e.log.Info("registered", "engine", r.ID, "controller", l.ci.Endpoint)
 		}
 	case wire.Heartbeat:
-	case wire.Apply, wire.Map, wire.Push, wire.Pull, wire.Clear:
+	case wire.Apply, wire.Map, wire.Push, wire.Pull, wire.Clear, wire.Execute:
 		e.queue.push(m)
 	case wire.Abort:
 		var req wire.IDsContent
@@ -783,7 +788,7 @@ func (e *Engine) do(ctx context.Context, m *wire.Message) ([]byte, [][]byte, err
 		if err != nil {
 			return nil, nil, err
 		}
-		f, err := e.lookup(name)
+		f, err := e.lookupOrCell(name)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -800,7 +805,7 @@ func (e *Engine) do(ctx context.Context, m *wire.Message) ([]byte, [][]byte, err
 		if err != nil {
 			return nil, nil, err
 		}
-		f, err := e.lookup(name)
+		f, err := e.lookupOrCell(name)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -832,7 +837,11 @@ func (e *Engine) do(ctx context.Context, m *wire.Message) ([]byte, [][]byte, err
 			if err != nil {
 				return nil, nil, fmt.Errorf("variable %q: %w", name, err)
 			}
-			e.ns[name] = v
+			if g, err := v.Decode(); err == nil {
+				e.ns.Set(name, g) // arrays stay the detached buffer
+			} else {
+				e.ns.Set(name, v) // opaque to cells, and pulled as it came
+			}
 		}
 		return nil, nil, nil
 	case wire.Pull:
@@ -842,16 +851,25 @@ func (e *Engine) do(ctx context.Context, m *wire.Message) ([]byte, [][]byte, err
 		}
 		out := make([]any, len(names))
 		for i, name := range names {
-			v, ok := e.ns[name]
-			if !ok {
+			v, ok, err := e.ns.Get(name)
+			switch {
+			case !ok:
 				return nil, nil, nameError("name %q is not defined on engine %d", name, e.ID())
+			case err != nil:
+				return nil, nil, typeError("%v", err)
 			}
 			out[i] = v
 		}
 		return encodeResult(wire.EncodeResults(out))
 	case wire.Clear:
-		clear(e.ns)
+		e.ns.Clear()
 		return nil, nil, nil
+	case wire.Execute:
+		v, err := e.runCell(ctx, m)
+		if err != nil {
+			return nil, nil, err
+		}
+		return encodeResult(wire.EncodeResult(v))
 	}
 	return nil, nil, fmt.Errorf("engine: %s is not work", m.Type)
 }
@@ -867,11 +885,16 @@ func encodeResult(content []byte, bufs [][]byte, err error) ([]byte, [][]byte, e
 func (e *Engine) resolve(args []wire.Value) error {
 	for i, a := range args {
 		if name, ok := a.Ref(); ok {
-			v, found := e.ns[name]
+			g, found, err := e.ns.Get(name)
 			if !found {
 				return nameError("name %q is not defined on engine %d", name, e.ID())
 			}
-			args[i] = v
+			if err == nil {
+				args[i], err = valueOf(g)
+			}
+			if err != nil {
+				return typeError("%v", err)
+			}
 		}
 	}
 	return nil

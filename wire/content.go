@@ -217,6 +217,47 @@ func DecodePull(m *Message) (names []string, err error) {
 	return names, err
 }
 
+// EncodeExecute returns the content of an Execute request: a Starlark code
+// cell, and the file name that errors and backtraces give it ("" lets the
+// engine name it).
+func EncodeExecute(file, code string) []byte {
+	n := 1
+	if file != "" {
+		n = 2
+	}
+	b := appendMapHeader(make([]byte, 0, 16+len(file)+len(code)), n)
+	b = appendStr(b, "c")
+	b = appendStr(b, code)
+	if file != "" {
+		b = appendStr(b, "n")
+		b = appendStr(b, file)
+	}
+	return b
+}
+
+// DecodeExecute reads an Execute request.
+func DecodeExecute(m *Message) (file, code string, err error) {
+	seen := false
+	err = readFields("execute", m.Content, func(key string, b []byte) ([]byte, error) {
+		var rest []byte
+		var err error
+		switch key {
+		case "c":
+			code, rest, err = readStr(b)
+			seen = true
+		case "n":
+			file, rest, err = readStr(b)
+		default:
+			return b, unknownField(key)
+		}
+		return rest, err
+	})
+	if err == nil && !seen {
+		err = fmt.Errorf("%w: execute has no code", ErrMalformed)
+	}
+	return file, code, err
+}
+
 // EncodeResult returns the content and buffers of a successful task reply
 // carrying one value.
 func EncodeResult(v any) ([]byte, [][]byte, error) {

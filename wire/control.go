@@ -28,7 +28,8 @@ type EngineInfo struct {
 // RegisterReplyContent answers an engine's Register.
 type RegisterReplyContent struct {
 	ID          int    `msgpack:"id"`
-	HeartbeatMS int    `msgpack:"hb_ms"` // the period at which to send heartbeats
+	Job         int    `msgpack:"job,omitempty"` // the controller's number for the engine's job; 0 for none
+	HeartbeatMS int    `msgpack:"hb_ms"`         // the period at which to send heartbeats
 	ClusterID   string `msgpack:"cluster"`
 }
 

@@ -25,6 +25,8 @@ const (
 	Push  Type = "push"  // assign names in the engine's namespace
 	Pull  Type = "pull"  // read names from the engine's namespace
 	Clear Type = "clear" // empty the engine's namespace
+	// Execute runs a Starlark code cell in the engine's namespace.
+	Execute Type = "execute"
 )
 
 // Messages about work in progress.
@@ -68,7 +70,7 @@ const (
 )
 
 var knownTypes = map[Type]bool{
-	Apply: true, Map: true, Push: true, Pull: true, Clear: true,
+	Apply: true, Map: true, Push: true, Pull: true, Clear: true, Execute: true,
 	TaskReply: true, Output: true,
 	Connect: true, ConnectReply: true, Engines: true, EnginesReply: true,
 	TaskStatus: true, TaskStatusReply: true, Results: true, ResultsReply: true,
@@ -93,7 +95,7 @@ var typeNamed = func() map[string]Type {
 // IsWork reports whether t is a work request that engines queue.
 func (t Type) IsWork() bool {
 	switch t {
-	case Apply, Map, Push, Pull, Clear:
+	case Apply, Map, Push, Pull, Clear, Execute:
 		return true
 	}
 	return false

@@ -67,6 +67,7 @@ func FuzzContent(f *testing.F) {
 	c, _, _ = EncodePush([]string{"x"}, []any{"y"})
 	f.Add(c, []byte{})
 	f.Add(EncodePull([]string{"a"}), []byte{})
+	f.Add(EncodeExecute("cell.star", "x = 1\nx"), []byte{})
 	c, _, _ = EncodeResults([]any{1, 2})
 	f.Add(c, []byte{})
 	f.Fuzz(func(t *testing.T, content, buf []byte) {
@@ -75,6 +76,7 @@ func FuzzContent(f *testing.F) {
 		DecodeMap(m)
 		DecodePush(m)
 		DecodePull(m)
+		DecodeExecute(m)
 		DecodeResult(m)
 		var info EngineInfo
 		DecodeContent(m, &info)

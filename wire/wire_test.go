@@ -434,6 +434,26 @@ func TestDetach(t *testing.T) {
 	}
 }
 
+// Execute carries a cell's code and, if given, its file name; anything
+// else is refused.
+func TestExecuteContent(t *testing.T) {
+	for _, tc := range []struct{ file, code string }{{"setup.star", "x = 1\nprint(x)"}, {"", ""}} {
+		file, code, err := DecodeExecute(&Message{Content: EncodeExecute(tc.file, tc.code)})
+		if err != nil || file != tc.file || code != tc.code {
+			t.Errorf("DecodeExecute(EncodeExecute(%q, %q)) = %q, %q, %v", tc.file, tc.code, file, code, err)
+		}
+	}
+	for name, content := range map[string][]byte{
+		"no code":       appendStr(appendStr(appendMapHeader(nil, 1), "n"), "f.star"),
+		"unknown field": appendStr(appendStr(appendMapHeader(nil, 1), "x"), "?"),
+		"not a map":     appendStr(nil, "x = 1"),
+	} {
+		if _, _, err := DecodeExecute(&Message{Content: content}); err == nil {
+			t.Errorf("%s: decoded", name)
+		}
+	}
+}
+
 func TestContents(t *testing.T) {
 	content, bufs, err := EncodeApply("sum", []any{[]float64{1, 2}, "x", Ref("y")})
 	if err != nil {
