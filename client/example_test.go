@@ -153,3 +153,26 @@ func ExampleJob_View() {
 	// [0 1 2 3]
 	// [3 1]
 }
+
+// Code cells: Starlark code runs on every engine, in a namespace that
+// lasts from cell to cell and that Push and Pull share. What a cell prints
+// comes back with its result; the value of a last expression is the result.
+func ExampleDirectView_Execute() {
+	ctx := context.Background()
+	c, _ := client.Connect(ctx, client.Options{})
+	defer c.Close()
+	dv := c.DirectView(client.All)
+
+	r, _ := dv.Execute(ctx, "x = engine.id * 10\nprint('engine', engine.id)\nx + 1")
+	values, _ := client.Results[int](ctx, r)
+	fmt.Println(values)
+	fmt.Print(r.Metadata()[2].Stdout)
+
+	r, _ = dv.Pull(ctx, "x")
+	xs, _ := client.Results[int](ctx, r)
+	fmt.Println(xs)
+	// Output:
+	// map[0:1 1:11 2:21 3:31]
+	// engine 2
+	// map[0:0 1:10 2:20 3:30]
+}
