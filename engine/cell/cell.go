@@ -129,6 +129,9 @@ func (n *Namespace) Exec(ctx context.Context, file, code string, print func(line
 	defer stop()
 	if err := starlark.ExecREPLChunk(f, thread, n.globals); err != nil {
 		if cause := context.Cause(ctx); cause != nil {
+			if errors.Is(err, cause) {
+				return nil, err // a builtin's error that says more, such as an MPI call interrupted
+			}
 			return nil, cause
 		}
 		return nil, n.newError("", err)
@@ -176,6 +179,9 @@ func (n *Namespace) Call(ctx context.Context, name string, args []any, print fun
 	res, err := starlark.Call(thread, fn, sargs, nil)
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil {
+			if errors.Is(err, cause) {
+				return nil, err
+			}
 			return nil, cause
 		}
 		return nil, n.newError("", err)
