@@ -143,3 +143,27 @@ func waitPrinted(t *testing.T, r *client.AsyncResult, id int, text string) {
 		time.Sleep(time.Millisecond) // polling a condition
 	}
 }
+
+// A pushed value without a Starlark form stays as it came: cells see it as
+// opaque, and Pull returns it unchanged.
+func TestExecuteOpaque(t *testing.T) {
+	ctx := ctx(t)
+	_, c := start(t, 1)
+	dv := c.DirectView(client.All)
+	if _, err := mustWait(dv.Push(ctx, map[string]any{"m": map[int]string{1: "a", 2: "b"}})); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := dv.Execute(ctx, "type(m)")
+	if v, err := r.Value(ctx); err != nil || v != "opaque" {
+		t.Errorf("type(m) = %v, %v", v, err)
+	}
+	r, _ = dv.Pull(ctx, "m")
+	got, err := client.Result[map[int]string](ctx, r)
+	if err != nil || !reflect.DeepEqual(got, map[int]string{1: "a", 2: "b"}) {
+		t.Errorf("pulled m = %v, %v", got, err)
+	}
+	r, _ = dv.Execute(ctx, "m")
+	if got, err := client.Result[map[int]string](ctx, r); err != nil || got[2] != "b" {
+		t.Errorf("a cell ending with an opaque value: %v, %v", got, err)
+	}
+}

@@ -68,6 +68,15 @@ func TestJobs(t *testing.T) {
 		t.Errorf("whoami on ranks 1, 0 of job 2 = %v, %v", ids, err)
 	}
 
+	// Cells on the ranks see their job, rank and size.
+	ar, err = cl.Job(2).View().Execute(ctx, "[engine.job, engine.rank, engine.size]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := client.ResultList[[]int](ctx, ar); err != nil || !slices.Equal(got[1], []int{2, 1, 2}) {
+		t.Errorf("engine module on job 2 = %v, %v; want rank 1 to say [2 1 2]", got, err)
+	}
+
 	for _, tc := range []struct {
 		target client.Target
 		want   string
