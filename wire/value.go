@@ -158,6 +158,7 @@ func msgpackDecode(raw []byte, rv reflect.Value) error {
 	r := bytes.NewReader(raw)
 	d.Reset(r)
 	d.UseLooseInterfaceDecoding(true)
+	d.SetMapDecoder(decodeAnyMap)
 	err := d.DecodeValue(rv)
 	if err == nil && r.Len() != 0 {
 		err = fmt.Errorf("%d bytes after the value", r.Len())
@@ -165,6 +166,44 @@ func msgpackDecode(raw []byte, rv reflect.Value) error {
 	d.Reset(nil)
 	decoders.Put(d)
 	return err
+}
+
+// decodeAnyMap decodes a map into an interface: a map[string]any when
+// every key is a string (as for structs and most maps), else a
+// map[any]any, such as for a Go map[int]string.
+func decodeAnyMap(d *msgpack.Decoder) (any, error) {
+	n, err := d.DecodeMapLen()
+	if err != nil || n == -1 {
+		return nil, err
+	}
+	keys, vals := make([]any, n), make([]any, n)
+	strs := true
+	for i := range n {
+		if keys[i], err = d.DecodeInterfaceLoose(); err != nil {
+			return nil, err
+		}
+		if vals[i], err = d.DecodeInterfaceLoose(); err != nil {
+			return nil, err
+		}
+		if _, ok := keys[i].(string); !ok {
+			strs = false
+			if keys[i] != nil && !reflect.TypeOf(keys[i]).Comparable() {
+				return nil, fmt.Errorf("a map key of type %T cannot be a Go map key", keys[i])
+			}
+		}
+	}
+	if strs {
+		m := make(map[string]any, n)
+		for i, k := range keys {
+			m[k.(string)] = vals[i]
+		}
+		return m, nil
+	}
+	m := make(map[any]any, n)
+	for i, k := range keys {
+		m[k] = vals[i]
+	}
+	return m, nil
 }
 
 // Ref reports whether v is a namespace reference, and its name.
@@ -260,7 +299,8 @@ func (v Value) Detach() (Value, error) {
 func (v Value) Array() (Array, bool, error) { return v.array() }
 
 // Decode decodes v into the natural Go value: nil, bool, int64, uint64,
-// float64, string, []byte, []any, map[string]any; a one-dimensional array
+// float64, string, []byte, []any, map[string]any (map[any]any for a map
+// with keys that are not all strings); a one-dimensional array
 // becomes a typed slice such as []float64 and a larger one an Array.
 func (v Value) Decode() (any, error) {
 	var out any

@@ -585,3 +585,31 @@ func TestSessionIDs(t *testing.T) {
 		t.Fatalf("stamps %+v %+v", h, h2)
 	}
 }
+
+// Maps decode into interfaces: with string keys as map[string]any, with
+// other keys as map[any]any; a key that cannot be a Go map key is refused.
+func TestDecodeMapsIntoAny(t *testing.T) {
+	for _, tc := range []struct {
+		in   any
+		want any
+	}{
+		{map[string]int{"a": 1}, map[string]any{"a": int64(1)}},
+		{map[int]string{1: "a", 2: "b"}, map[any]any{int64(1): "a", int64(2): "b"}},
+		{[]any{map[int]bool{3: true}}, []any{map[any]any{int64(3): true}}},
+	} {
+		var bufs [][]byte
+		raw, err := AppendValue(nil, &bufs, tc.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Value{Raw: raw, Buffers: bufs}.Decode()
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%#v decoded as %#v, %v; want %#v", tc.in, got, err, tc.want)
+		}
+	}
+	// {[1]: 2}: a list as a key.
+	raw := []byte{0x81, 0x91, 0x01, 0x02}
+	if _, err := (Value{Raw: raw}).Decode(); err == nil || !strings.Contains(err.Error(), "cannot be a Go map key") {
+		t.Errorf("a list as a map key: %v", err)
+	}
+}
