@@ -67,6 +67,10 @@ func runConsole(cmd *cobra.Command, g *globals, file string) error {
 	defer c.Close()
 	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
 	s := console.New(c, out)
+	s.Watch = func(r *client.AsyncResult) func() {
+		_, stop := watchTasks(r, errOut)
+		return stop
+	}
 	go func() {
 		for sig := range sigs {
 			if sig == syscall.SIGTERM {

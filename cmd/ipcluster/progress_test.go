@@ -14,9 +14,9 @@ func TestProgress(t *testing.T) {
 		// Elsewhere, a line each time the count changes.
 		{"plain", false, "ranks: 1/4\nranks: 3/4\nranks: 4/4\n"},
 		// On a terminal, one line redrawn, ended once.
-		{"terminal", true, "\rranks: [#######.......................] 1/4" +
-			"\rranks: [######################........] 3/4" +
-			"\rranks: [##############################] 4/4\n"},
+		{"terminal", true, "\rranks: [#######.......................] 1/4\x1b[K" +
+			"\rranks: [######################........] 3/4\x1b[K" +
+			"\rranks: [##############################] 4/4\x1b[K\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var b bytes.Buffer

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -114,11 +115,15 @@ type prefixer struct {
 	mu      sync.Mutex
 	w       io.Writer
 	partial map[int][]byte
+	bar     atomic.Pointer[progress] // cleared before output, if set
 }
 
 func (p *prefixer) write(engine int, data []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if bar := p.bar.Load(); bar != nil {
+		bar.clear()
+	}
 	buf := append(p.partial[engine], data...)
 	for {
 		i := bytes.IndexByte(buf, '\n')
@@ -167,6 +172,10 @@ func runPx(ctx context.Context, g *globals, stdout, stderr io.Writer, target cli
 	if err != nil {
 		return err
 	}
+	bar, stopBar := watchTasks(r, stderr)
+	out.bar.Store(bar)
+	errOut.bar.Store(bar)
+	defer stopBar()
 	if err := r.Wait(ctx); err != nil {
 		if errors.Is(err, context.Canceled) {
 			// Ctrl-C: interrupt the cells, and report how they ended.
@@ -179,6 +188,9 @@ func runPx(ctx context.Context, g *globals, stdout, stderr io.Writer, target cli
 		}
 	}
 	values, err := client.Results[any](context.Background(), r)
+	stopBar()
+	out.bar.Store(nil)
+	errOut.bar.Store(nil)
 	out.flush()
 	errOut.flush()
 	for _, md := range r.Metadata() {

@@ -55,3 +55,16 @@ func TestPx(t *testing.T) {
 		}
 	}
 }
+
+// A wait of more than a second shows progress: on a terminal a bar, here
+// (a pipe) plain lines on standard error.
+func TestPxProgress(t *testing.T) {
+	e := newEnv(t)
+	e.mustRun("start", "-n", "2", "--daemon")
+	out := e.mustRun("px", "if engine.id == 1:\n    call('sleep', 2.0)\nprint('done')")
+	for _, want := range []string{"tasks done: 1/2, 1 busy\n", "[0] done\n", "[1] done\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("px output lacks %q:\n%s", want, out)
+		}
+	}
+}

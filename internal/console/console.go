@@ -39,6 +39,11 @@ type Session struct {
 	target client.Target
 	autopx bool
 
+	// Watch, if set, is called when the session starts waiting for a call
+	// on the engines, and the function it returns when the wait is over:
+	// the terminal shows progress with it.
+	Watch func(*client.AsyncResult) (stop func())
+
 	globals starlark.StringDict
 	cells   int
 
@@ -205,7 +210,7 @@ func (s *Session) px(ctx context.Context, code string) error {
 // show waits for a %px result and prints each engine's output and value,
 // in target order.
 func (s *Session) show(ctx context.Context, r *client.AsyncResult) error {
-	if err := r.Wait(ctx); err != nil {
+	if err := s.wait(ctx, r); err != nil {
 		return err
 	}
 	values, _ := client.Results[any](ctx, r)
@@ -228,6 +233,14 @@ func (s *Session) show(ctx context.Context, r *client.AsyncResult) error {
 		return fmt.Errorf("the cell failed on %d of %d engines", failed, len(r.Metadata()))
 	}
 	return nil
+}
+
+// wait waits for r, with progress shown if the session watches.
+func (s *Session) wait(ctx context.Context, r *client.AsyncResult) error {
+	if s.Watch != nil {
+		defer s.Watch(r)()
+	}
+	return r.Wait(ctx)
 }
 
 func describe(err error) string {

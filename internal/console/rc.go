@@ -199,7 +199,7 @@ func (s *Session) byEngine(thread *starlark.Thread, r *client.AsyncResult, err e
 		s.mu.Unlock()
 	}()
 	ctx := threadContext(thread)
-	if err := r.Wait(ctx); err != nil {
+	if err := s.wait(ctx, r); err != nil {
 		return nil, err
 	}
 	for _, md := range r.Metadata() {
