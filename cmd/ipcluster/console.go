@@ -36,6 +36,7 @@ bound to the connected client; magics run code cells on the engines:
   %%px                       a cell of several lines, ended by an empty line
   %autopx                    every input runs on the engines, until %autopx
   %targets 0-3 | %job 1      choose the engines
+  %output streamed           output as it comes, prefixed by engine
   %result, %engines, %interrupt, %help
 
 On a terminal: line editing, history (kept in the profile directory), Tab
@@ -60,13 +61,20 @@ func runConsole(cmd *cobra.Command, g *globals, file string) error {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	c, err := client.Connect(cmd.Context(), client.Options{Profile: g.profile, ConnectionFile: file})
+	var session atomic.Pointer[console.Session]
+	c, err := client.Connect(cmd.Context(), client.Options{Profile: g.profile, ConnectionFile: file,
+		OnOutput: func(o client.Output) {
+			if s := session.Load(); s != nil {
+				s.Output(o)
+			}
+		}})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
 	s := console.New(c, out)
+	session.Store(s)
 	s.Watch = func(r *client.AsyncResult) func() {
 		_, stop := watchTasks(r, errOut)
 		return stop

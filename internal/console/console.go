@@ -27,7 +27,7 @@ import (
 )
 
 // Magics are the console's commands, for help and completion.
-var Magics = []string{"%autopx", "%engines", "%help", "%interrupt", "%job", "%px", "%%px", "%result", "%targets"}
+var Magics = []string{"%autopx", "%engines", "%help", "%interrupt", "%job", "%output", "%px", "%%px", "%result", "%targets"}
 
 // dialect is the console's own Starlark: as on the engines.
 var dialect = &syntax.FileOptions{Set: true, While: true, TopLevelControl: true, GlobalReassign: true, Recursion: true}
@@ -47,14 +47,17 @@ type Session struct {
 	globals starlark.StringDict
 	cells   int
 
-	mu      sync.Mutex
-	last    *client.AsyncResult // of the last %px, for %result and Interrupt
-	running bool
+	mu        sync.Mutex
+	last      *client.AsyncResult // of the last %px, for %result and Interrupt
+	running   bool
+	runningOn client.Target  // the engines of the running call
+	stream    bool           // print output as it comes rather than grouped by engine
+	partial   map[int][]byte // streamed output not yet ended by a newline, by engine
 }
 
 // New returns a session on c that writes to out.
 func New(c *client.Client, out io.Writer) *Session {
-	s := &Session{c: c, out: out, target: client.All}
+	s := &Session{c: c, out: out, target: client.All, partial: map[int][]byte{}}
 	s.globals = starlark.StringDict{"rc": &rcValue{s: s}}
 	return s
 }
@@ -159,9 +162,25 @@ func (s *Session) magic(ctx context.Context, line string) error {
 		if last == nil {
 			return errors.New("no %px has run yet")
 		}
-		return s.show(ctx, last)
+		return s.show(ctx, last, false)
 	case "%engines":
 		return s.engines(ctx)
+	case "%output":
+		switch arg {
+		case "streamed":
+			s.setStream(true)
+		case "grouped":
+			s.setStream(false)
+		case "":
+		default:
+			return fmt.Errorf("%%output %s: say grouped (each engine's output after the cell) or streamed (as it comes, prefixed)", arg)
+		}
+		mode := "grouped by engine, after each cell"
+		if s.streaming() {
+			mode = "streamed as it comes, each line prefixed by its engine"
+		}
+		fmt.Fprintln(s.out, "output:", mode)
+		return nil
 	case "%interrupt":
 		return s.c.Interrupt(ctx, s.target)
 	case "%help":
@@ -185,6 +204,7 @@ Magics:
   %targets [all|0,2,4-7]      show or set the targets
   %job N                      target job N's ranks
   %result                     show the last %px again
+  %output [grouped|streamed]  output by engine after each cell, or as it comes
   %engines                    the engines and what they do
   %interrupt                  interrupt the targets' running work (Ctrl-C does too)
 `
@@ -192,33 +212,62 @@ Magics:
 // px runs code on the targets and shows the outcome, grouped by engine.
 func (s *Session) px(ctx context.Context, code string) error {
 	s.cells++
+	streamed := s.begin(s.target)
+	defer s.end()
 	r, err := s.c.DirectView(s.target).ExecuteNamed(ctx, fmt.Sprintf("<px %d>", s.cells), code)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
-	s.last, s.running = r, true
+	s.last = r
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.running = false
-		s.mu.Unlock()
-	}()
-	return s.show(ctx, r)
+	return s.show(ctx, r, streamed)
 }
 
-// show waits for a %px result and prints each engine's output and value,
-// in target order.
-func (s *Session) show(ctx context.Context, r *client.AsyncResult) error {
+// begin marks a call on the engines of t as running, for Interrupt and
+// for streamed output, and reports whether its output is streamed.
+func (s *Session) begin(t client.Target) (streamed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.running, s.runningOn = true, t
+	return s.stream
+}
+
+// end marks the call over, ending any streamed line left unfinished.
+func (s *Session) end() {
+	s.flushPartial()
+	s.mu.Lock()
+	s.running = false
+	s.mu.Unlock()
+}
+
+// flushPartial ends the streamed lines left unfinished.
+func (s *Session) flushPartial() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for engine, buf := range s.partial {
+		if len(buf) > 0 {
+			fmt.Fprintf(s.out, "[%d] %s\n", engine, buf)
+		}
+	}
+	clear(s.partial)
+}
+
+// show waits for a %px result and prints each engine's output (unless it
+// was streamed) and value, in target order.
+func (s *Session) show(ctx context.Context, r *client.AsyncResult, streamed bool) error {
 	if err := s.wait(ctx, r); err != nil {
 		return err
 	}
 	values, _ := client.Results[any](ctx, r)
 	failed := 0
+	if streamed {
+		s.flushPartial()
+	}
 	for _, md := range r.Metadata() {
 		prefix := fmt.Sprintf("[%d] ", md.Engine)
 		for _, text := range []string{md.Stdout, md.Stderr} {
-			if text = strings.TrimRight(text, "\n"); text != "" {
+			if text = strings.TrimRight(text, "\n"); text != "" && !streamed {
 				fmt.Fprintln(s.out, prefix+strings.ReplaceAll(text, "\n", "\n"+prefix))
 			}
 		}
@@ -251,19 +300,52 @@ func describe(err error) string {
 	return err.Error()
 }
 
+// Output takes output of the engines as the client receives it (from
+// client.Options.OnOutput): in streamed mode the console prints it at once,
+// line by line, each line prefixed by its engine.
+func (s *Session) Output(o client.Output) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stream || !s.running {
+		return
+	}
+	buf := append(s.partial[o.Engine], o.Data...)
+	for {
+		i := strings.IndexByte(string(buf), '\n')
+		if i < 0 {
+			break
+		}
+		fmt.Fprintf(s.out, "[%d] %s\n", o.Engine, buf[:i])
+		buf = buf[i+1:]
+	}
+	s.partial[o.Engine] = buf
+}
+
+func (s *Session) setStream(on bool) {
+	s.mu.Lock()
+	s.stream = on
+	s.mu.Unlock()
+}
+
+func (s *Session) streaming() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stream
+}
+
 // Interrupt interrupts the work of the running %px, if any; it may be
 // called from another goroutine (a Ctrl-C handler). It reports whether
 // there was work to interrupt.
 func (s *Session) Interrupt() bool {
 	s.mu.Lock()
-	running := s.running
+	running, t := s.running, s.runningOn
 	s.mu.Unlock()
 	if !running {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s.c.Interrupt(ctx, s.target)
+	s.c.Interrupt(ctx, t)
 	return true
 }
 

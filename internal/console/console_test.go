@@ -3,12 +3,17 @@ package console
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/ipcluster/ipcluster/client"
 	"github.com/ipcluster/ipcluster/engine"
 	"github.com/ipcluster/ipcluster/internal/clustertest"
 )
@@ -16,7 +21,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // session starts a cluster of n engines (ranks of one job) and a console.
-func session(t *testing.T, n int) (*Session, *bytes.Buffer, context.Context) {
+func session(t *testing.T, n int) (*Session, *syncBuffer, context.Context) {
 	t.Helper()
 	c := clustertest.Start(t, clustertest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -30,16 +35,54 @@ func session(t *testing.T, n int) (*Session, *bytes.Buffer, context.Context) {
 			t.Fatal(err)
 		}
 	}
-	cl := c.Connect(t)
+	// The console's client hands output to the session, as the command's does.
+	var session atomic.Pointer[Session]
+	cl, err := client.Connect(ctx, client.Options{Connection: c.Controller.ClientInfo(), Network: c.Net,
+		OnOutput: func(o client.Output) {
+			if s := session.Load(); s != nil {
+				s.Output(o)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
 	if _, err := cl.WaitForJob(ctx, "job", n); err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	return New(cl, &out), &out, ctx
+	out := &syncBuffer{}
+	s := New(cl, out)
+	session.Store(s)
+	return s, out, ctx
+}
+
+// syncBuffer is a bytes.Buffer that streamed output may write from the
+// client's goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func (b *syncBuffer) Reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.b.Reset()
 }
 
 // run evaluates inputs and returns what they printed.
-func run(t *testing.T, s *Session, out *bytes.Buffer, ctx context.Context, inputs ...string) string {
+func run(t *testing.T, s *Session, out *syncBuffer, ctx context.Context, inputs ...string) string {
 	t.Helper()
 	out.Reset()
 	for _, in := range inputs {
@@ -68,11 +111,38 @@ func TestSession(t *testing.T) {
 		{[]string{"%autopx", "z = engine.id", "%autopx", "rc[0].pull('z')"}, "%autopx enabled: every input runs on the engines; %autopx again to stop\n%autopx disabled\n{0: 0}\n"},
 		{[]string{"n = len(rc.ids)\nprint('engines:', n)"}, "engines: 4\n"},
 		{[]string{`rc.job(1).execute("engine.rank * 2")`}, "{0: 0, 1: 2, 2: 4, 3: 6}\n"},
-		{[]string{"%targets all", "%result"}, "targets: all [0 1 2 3]\n[0] Out: 0\n[1] Out: 2\n[2] Out: 4\n[3] Out: 6\n"},
+		{[]string{"%targets 0,1", "%px engine.id * 2", "%result"}, "targets: [0 1] [0 1]\n[0] Out: 0\n[1] Out: 2\n[0] Out: 0\n[1] Out: 2\n"},
 	} {
 		if got := run(t, s, out, ctx, tc.inputs...); got != tc.want {
 			t.Errorf("%q printed\n%s\nwant\n%s", tc.inputs, got, tc.want)
 		}
+	}
+}
+
+// Streamed output comes line by line as the engines print, each line
+// prefixed by its engine (engines interleave; each engine's lines keep
+// their order).
+func TestSessionStreamed(t *testing.T) {
+	s, out, ctx := session(t, 3)
+	got := run(t, s, out, ctx, "%output streamed", "%px print('a')\nprint('b')\n7")
+	lines := strings.Split(strings.TrimSpace(got), "\n")
+	if lines[0] != "output: streamed as it comes, each line prefixed by its engine" || len(lines) != 10 {
+		t.Fatalf("streamed output:\n%s", got)
+	}
+	for id := range 3 {
+		a := slices.Index(lines, fmt.Sprintf("[%d] a", id))
+		b := slices.Index(lines, fmt.Sprintf("[%d] b", id))
+		out := slices.Index(lines, fmt.Sprintf("[%d] Out: 7", id))
+		if a < 0 || b < a || out < b {
+			t.Errorf("engine %d's lines out of order:\n%s", id, got)
+		}
+	}
+	if got := run(t, s, out, ctx, "%output grouped", "%output"); got != "output: grouped by engine, after each cell\n"+
+		"output: grouped by engine, after each cell\n" {
+		t.Errorf("%%output grouped: %q", got)
+	}
+	if err := s.Eval(ctx, "%output sideways"); err == nil {
+		t.Error("an unknown output mode was accepted")
 	}
 }
 

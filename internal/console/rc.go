@@ -123,8 +123,7 @@ func (v *viewValue) Attr(name string) (starlark.Value, error) {
 				}
 				names[i] = s
 			}
-			r, err := dv.Pull(threadContext(thread), names...)
-			return v.s.byEngine(thread, r, err)
+			return v.s.byEngine(thread, v.t, func(ctx context.Context) (*client.AsyncResult, error) { return dv.Pull(ctx, names...) })
 		}, -1), nil
 	case "push":
 		return builtin("push", func(thread *starlark.Thread, args starlark.Tuple) (starlark.Value, error) {
@@ -136,8 +135,7 @@ func (v *viewValue) Attr(name string) (starlark.Value, error) {
 			if err != nil || !ok {
 				return nil, fmt.Errorf("push: want a dict with string keys, not %s", args[0].Type())
 			}
-			r, err := dv.Push(threadContext(thread), m)
-			if _, err := v.s.byEngine(thread, r, err); err != nil {
+			if _, err := v.s.byEngine(thread, v.t, func(ctx context.Context) (*client.AsyncResult, error) { return dv.Push(ctx, m) }); err != nil {
 				return nil, err
 			}
 			return starlark.None, nil
@@ -159,8 +157,7 @@ func (v *viewValue) Attr(name string) (starlark.Value, error) {
 				}
 				in[i] = g
 			}
-			r, err := dv.Apply(threadContext(thread), fn, in...)
-			return v.s.byEngine(thread, r, err)
+			return v.s.byEngine(thread, v.t, func(ctx context.Context) (*client.AsyncResult, error) { return dv.Apply(ctx, fn, in...) })
 		}, -1), nil
 	case "execute":
 		return builtin("execute", func(thread *starlark.Thread, args starlark.Tuple) (starlark.Value, error) {
@@ -168,8 +165,7 @@ func (v *viewValue) Attr(name string) (starlark.Value, error) {
 			if err := starlark.UnpackPositionalArgs("execute", args, nil, 1, &code); err != nil {
 				return nil, err
 			}
-			r, err := dv.Execute(threadContext(thread), code)
-			return v.s.byEngine(thread, r, err)
+			return v.s.byEngine(thread, v.t, func(ctx context.Context) (*client.AsyncResult, error) { return dv.Execute(ctx, code) })
 		}, -1), nil
 	case "interrupt":
 		return builtin("interrupt", func(thread *starlark.Thread, _ starlark.Tuple) (starlark.Value, error) {
@@ -186,24 +182,19 @@ func (v *viewValue) Attr(name string) (starlark.Value, error) {
 // byEngine waits for a call from the console (Ctrl-C interrupts it) and
 // returns its results as a dict by engine id; output the engines printed
 // goes to the console first.
-func (s *Session) byEngine(thread *starlark.Thread, r *client.AsyncResult, err error) (starlark.Value, error) {
+func (s *Session) byEngine(thread *starlark.Thread, t client.Target, call func(context.Context) (*client.AsyncResult, error)) (starlark.Value, error) {
+	streamed := s.begin(t)
+	defer s.end()
+	r, err := call(threadContext(thread))
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	s.last, s.running = r, true
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.running = false
-		s.mu.Unlock()
-	}()
 	ctx := threadContext(thread)
 	if err := s.wait(ctx, r); err != nil {
 		return nil, err
 	}
 	for _, md := range r.Metadata() {
-		if md.Stdout != "" {
+		if md.Stdout != "" && !streamed {
 			fmt.Fprint(s.out, prefixLines(fmt.Sprintf("[%d] ", md.Engine), md.Stdout))
 		}
 	}
