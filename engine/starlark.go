@@ -151,10 +151,19 @@ func roundTrip(v any) (any, error) {
 func mpiAttr(name string) (starlark.Value, error) {
 	w := mpi.World()
 	switch name {
-	case "rank":
-		return starlark.MakeInt(w.Rank()), nil
-	case "size":
+	case "rank", "size":
+		if !mpi.Initialized() { // an engine that is not a rank: a world of one
+			return starlark.MakeInt(map[string]int{"rank": 0, "size": 1}[name]), nil
+		}
+		if name == "rank" {
+			return starlark.MakeInt(w.Rank()), nil
+		}
 		return starlark.MakeInt(w.Size()), nil
+	}
+	if _, err := world(); err != nil {
+		return nil, err
+	}
+	switch name {
 	case "barrier":
 		return starlark.NewBuiltin("mpi.barrier", func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 			if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 0); err != nil {

@@ -102,6 +102,16 @@ func TestMPIExecJobs(t *testing.T) {
 			}
 		}
 
+		// The issue's first line, on job 1.
+		out := e.mustRun("px", "--job", "1", `print("rank", mpi.rank, "of", mpi.size)`)
+		for _, j := range jobs[:1] {
+			for r, id := range j.Engines {
+				if want := fmt.Sprintf("[%d] rank %d of 4\n", id, r); !strings.Contains(out, want) {
+					t.Errorf("px on job 1 lacks %q:\n%s", want, out)
+				}
+			}
+		}
+
 		// A collective sent to one rank of job 2 waits for the other; an
 		// interrupt ends it.
 		stuck, err := c.Job(2).Ranks(0).Execute(ctx, "print('waiting')\nmpi.barrier()")
