@@ -1,6 +1,6 @@
 // Package launchers starts and stops groups of engine processes: on this
-// machine (Local), as the ranks of an MPI job (MPIExec), and in later work
-// through batch systems.
+// machine (Local), as the ranks of an MPI job (MPIExec), and as a batch job
+// (Batch, with a Scheduler such as package slurm's).
 // Every launcher hands engines their connection through the environment,
 // so no shared filesystem is needed.
 package launchers
@@ -35,7 +35,8 @@ type Launcher interface {
 
 // Process describes one launched process.
 type Process struct {
-	PID    int
+	PID    int    // 0 for a batch job, which has no local process
+	Batch  string // the batch system's job id, for a batch job
 	Log    string // where its output goes, if to a file
 	Exited bool
 	Err    error // how it ended, once Exited (nil for a clean exit)

@@ -186,3 +186,57 @@ func (c Commands) Cancel(ctx context.Context, id string) error {
 	}
 	return err
 }
+
+// Name is "slurm".
+func (Commands) Name() string { return "slurm" }
+
+// Poll returns job id's state, whether it has finished, and SLURM's reason.
+func (c Commands) Poll(ctx context.Context, id string) (state string, finished bool, reason string, err error) {
+	j, err := c.Status(ctx, id)
+	if err != nil {
+		return "", false, "", err
+	}
+	return string(j.State), j.State.Finished(), j.Reason, nil
+}
+
+// DefaultTemplate is the job script ipcluster slurm submits unless given
+// another (ipcluster template slurm prints it). It is a Go text/template
+// over launchers.BatchJob.
+const DefaultTemplate = `#!/bin/sh
+#SBATCH --job-name={{.JobName}}
+#SBATCH --ntasks={{.N}}
+{{- if .Nodes}}
+#SBATCH --nodes={{.Nodes}}
+{{- end}}
+{{- if .TasksPerNode}}
+#SBATCH --ntasks-per-node={{.TasksPerNode}}
+{{- end}}
+{{- if .Partition}}
+#SBATCH --partition={{.Partition}}
+{{- end}}
+{{- if .Account}}
+#SBATCH --account={{.Account}}
+{{- end}}
+{{- if .QOS}}
+#SBATCH --qos={{.QOS}}
+{{- end}}
+{{- if .Walltime}}
+#SBATCH --time={{.Walltime}}
+{{- end}}
+#SBATCH --output={{.Output}}
+{{- range .Extra}}
+#SBATCH {{.}}
+{{- end}}
+
+# The engines find the controller through these variables.
+{{- range $name, $value := .Env}}
+export {{$name}}={{shquote $value}}
+{{- end}}
+
+cd {{shquote .WorkDir}}
+{{if .MPIExec -}}
+{{.MPIExec}} -n {{.N}} {{.EngineCommand}}
+{{- else -}}
+srun --ntasks={{.N}} --label {{.EngineCommand}}
+{{- end}}
+`
