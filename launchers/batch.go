@@ -102,6 +102,7 @@ func (b *Batch) Start(ctx context.Context) error {
 	watchCtx, cancel := context.WithCancel(context.Background())
 	b.mu.Lock()
 	b.id, b.state, b.done, b.cancel = id, "SUBMITTED", make(chan struct{}), cancel
+	b.OutputFile = strings.ReplaceAll(b.OutputFile, "%j", id)
 	b.mu.Unlock()
 	go b.watch(watchCtx)
 	return nil
@@ -223,7 +224,10 @@ func reasonSuffix(r string) string {
 
 // Output implements Launcher: the last lines of the job's output file.
 func (b *Batch) Output(int) string {
-	data, err := os.ReadFile(b.OutputFile)
+	b.mu.Lock()
+	path := b.OutputFile
+	b.mu.Unlock()
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return ""
 	}

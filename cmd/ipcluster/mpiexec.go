@@ -104,16 +104,42 @@ func runMPIExec(cmd *cobra.Command, g *globals, f mpiexecFlags, program []string
 			program[0] = abs
 		}
 	}
+	return runJob(cmd, g, p, cfg, jobRun{
+		kind: "mpiexec", n: n, daemon: f.daemon, timeout: f.timeout, unit: "ranks",
+		launch: func(env []string, log string) launchers.Launcher {
+			return &launchers.MPIExec{N: n, Command: program, MPIExec: mpiexec, Args: args, Env: env, Log: log}
+		},
+		outputOf: func(pid int) string { return filepath.Join(p.LogDir(), fmt.Sprintf("job-mpiexec-%d.log", pid)) },
+	})
+}
+
+// jobRun is how a command (mpiexec, slurm, pbs) starts a job of engines.
+type jobRun struct {
+	kind    string // the launcher: "mpiexec", "slurm"...
+	n       int
+	daemon  bool
+	timeout time.Duration
+	unit    string // what the engines are called: "ranks", "engines"
+	// launch makes the launcher, given the engines' environment and where
+	// their output goes.
+	launch   func(env []string, output string) launchers.Launcher
+	outputOf func(pid int) string // where the engines' output goes, for this process
+}
+
+// runJob starts a job: with a controller in this process if none runs for
+// the profile, else joining the running one. It serves until the job ends
+// or Ctrl-C, or with --daemon returns once the engines have registered.
+func runJob(cmd *cobra.Command, g *globals, p *profile.Profile, cfg *profile.Config, jr jobRun) error {
 	out := cmd.OutOrStdout()
 	_, running, err := p.Running()
 	if err != nil {
 		return err
 	}
-	logName := "mpiexec.log"
+	logName := jr.kind + ".log"
 	if running {
-		logName = fmt.Sprintf("mpiexec-%d.log", os.Getpid())
+		logName = fmt.Sprintf("%s-%d.log", jr.kind, os.Getpid())
 	}
-	if f.daemon && os.Getenv(daemonEnv) == "" {
+	if jr.daemon && os.Getenv(daemonEnv) == "" {
 		return spawnDaemon(cmd.Context(), p, logName, out)
 	}
 	report, err := daemonReport()
@@ -128,13 +154,11 @@ func runMPIExec(cmd *cobra.Command, g *globals, f mpiexecFlags, program []string
 	if err := os.MkdirAll(p.LogDir(), 0o700); err != nil {
 		return err
 	}
-	jobLog := filepath.Join(p.LogDir(), fmt.Sprintf("job-mpiexec-%d.log", os.Getpid()))
-	launch := func(env []string) launchers.Launcher {
-		return &launchers.MPIExec{N: n, Command: program, MPIExec: mpiexec, Args: args, Env: env, Log: jobLog}
-	}
+	output := jr.outputOf(os.Getpid())
+	launch := func(env []string) launchers.Launcher { return jr.launch(env, output) }
 	var bar *progress
 	if report == nil {
-		bar = newProgress(cmd.ErrOrStderr(), "ranks registered")
+		bar = newProgress(cmd.ErrOrStderr(), jr.unit+" registered")
 	}
 	showProgress := func(have, want int) {
 		if bar != nil {
@@ -147,11 +171,11 @@ func runMPIExec(cmd *cobra.Command, g *globals, f mpiexecFlags, program []string
 		if bar != nil {
 			bar.end()
 		}
-		msg := fmt.Sprintf("ipcluster: job %d: %d ranks registered in %.2f s (profile %q)\n", r.Job, r.Engines, r.Elapsed.Seconds(), p.Name)
+		msg := fmt.Sprintf("ipcluster: job %d: %d %s registered in %.2f s (profile %q)\n", r.Job, r.Engines, jr.unit, r.Elapsed.Seconds(), p.Name)
 		if controller {
 			msg += fmt.Sprintf("  connection file: %s\n  controller:      %s\n", r.ClientFile, r.Endpoint)
 		}
-		msg += fmt.Sprintf("  output of the ranks: %s\n", jobLog)
+		msg += fmt.Sprintf("  output of the %s: %s\n", jr.unit, output)
 		stop := stopCommand(p, r.Job)
 		if controller {
 			stop = stopCommand(p, 0)
@@ -168,14 +192,14 @@ func runMPIExec(cmd *cobra.Command, g *globals, f mpiexecFlags, program []string
 	}
 	if running {
 		err = supervisor.Join(cmd.Context(), supervisor.JoinOptions{
-			Profile: p, Config: cfg, Engines: n, Kind: "mpiexec", Launch: launch, Logger: log,
-			StartTimeout: f.timeout, Progress: showProgress,
+			Profile: p, Config: cfg, Engines: jr.n, Kind: jr.kind, Launch: launch, Logger: log,
+			StartTimeout: jr.timeout, Progress: showProgress,
 			Ready: func(r supervisor.Ready) { ready(r, false) },
 		})
 	} else {
 		err = supervisor.Run(cmd.Context(), supervisor.Options{
-			Profile: p, Config: cfg, Engines: n, Kind: "mpiexec", Launch: launch, Logger: log,
-			StartTimeout: f.timeout, Progress: showProgress, Daemon: report != nil,
+			Profile: p, Config: cfg, Engines: jr.n, Kind: jr.kind, Launch: launch, Logger: log,
+			StartTimeout: jr.timeout, Progress: showProgress, Daemon: report != nil,
 			Ready: func(r supervisor.Ready) { ready(r, true) },
 		})
 	}
@@ -186,7 +210,7 @@ func runMPIExec(cmd *cobra.Command, g *globals, f mpiexecFlags, program []string
 		report.failed(err)
 		var re *profile.RunningError
 		if errors.As(err, &re) {
-			return fmt.Errorf("%w; run ipcluster mpiexec again to join it", err)
+			return fmt.Errorf("%w; run ipcluster %s again to join it", err, jr.kind)
 		}
 		return err
 	}

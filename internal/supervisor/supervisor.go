@@ -148,12 +148,16 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		defer launcher.Stop(2 * time.Second)
 		var pids []int
+		batch := ""
 		for _, pr := range launcher.Processes() {
-			state.Engines = append(state.Engines, profile.Engine{PID: pr.PID, Log: pr.Log})
-			pids = append(pids, pr.PID)
+			if pr.PID > 0 {
+				state.Engines = append(state.Engines, profile.Engine{PID: pr.PID, Log: pr.Log})
+				pids = append(pids, pr.PID)
+			}
+			batch = cmp.Or(batch, pr.Batch)
 		}
 		// The first job to register is the controller's job 1.
-		state.Jobs = []profile.Job{{ID: 1, Kind: kind, PIDs: pids}}
+		state.Jobs = []profile.Job{{ID: 1, Kind: kind, PIDs: pids, BatchID: batch}}
 		if err := profile.WriteState(p.StatePath(), state); err != nil {
 			return err
 		}
@@ -260,8 +264,11 @@ func controllerStopped(err error) error {
 // exited describes a launcher whose processes ended before its engines
 // registered.
 func exited(l launchers.Launcher, n, have int) error {
-	if m, ok := l.(*launchers.MPIExec); ok {
-		return fmt.Errorf("the MPI job ended with %d of %d ranks registered: %s", have, n, m.FailureReport(nil))
+	switch l := l.(type) {
+	case *launchers.MPIExec:
+		return fmt.Errorf("the MPI job ended with %d of %d ranks registered: %s", have, n, l.FailureReport(nil))
+	case *launchers.Batch:
+		return fmt.Errorf("the batch job ended with %d of %d engines registered: %s", have, n, l.FailureReport())
 	}
 	for i, pr := range l.Processes() {
 		if pr.Exited {
@@ -336,7 +343,10 @@ func Join(ctx context.Context, opts JoinOptions) error {
 	defer l.Stop(2 * time.Second)
 	rec := &profile.Job{Key: key, Kind: kind, N: opts.Engines, Owner: os.Getpid(), Started: start}
 	for _, pr := range l.Processes() {
-		rec.PIDs = append(rec.PIDs, pr.PID)
+		if pr.PID > 0 {
+			rec.PIDs = append(rec.PIDs, pr.PID)
+		}
+		rec.BatchID = cmp.Or(rec.BatchID, pr.Batch)
 		rec.Log = cmp.Or(rec.Log, pr.Log)
 	}
 	if err := p.WriteJob(rec); err != nil {
@@ -375,8 +385,11 @@ func Join(ctx context.Context, opts JoinOptions) error {
 			if pr.Err == nil {
 				continue
 			}
-			if m, ok := l.(*launchers.MPIExec); ok {
-				return fmt.Errorf("job %d ended: %s", job.ID, m.FailureReport(nil))
+			switch l := l.(type) {
+			case *launchers.MPIExec:
+				return fmt.Errorf("job %d ended: %s", job.ID, l.FailureReport(nil))
+			case *launchers.Batch:
+				return fmt.Errorf("job %d ended: %s", job.ID, l.FailureReport())
 			}
 			return fmt.Errorf("job %d ended: %v%s", job.ID, exitReason(pr.Err), indent(pr.Log, l.Output(i)))
 		}

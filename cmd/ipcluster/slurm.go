@@ -1,0 +1,174 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ipcluster/ipcluster/engine"
+	"github.com/ipcluster/ipcluster/launchers"
+	"github.com/ipcluster/ipcluster/mpi"
+	"github.com/ipcluster/ipcluster/slurm"
+)
+
+type batchFlags struct {
+	n, nodes, perNode                   int
+	partition, account, qos, walltime   string
+	jobName, template, workDir, mpiexec string
+	extra                               []string
+	dryRun, daemon                      bool
+	timeout                             time.Duration
+}
+
+func newSLURM(g *globals) *cobra.Command {
+	var f batchFlags
+	cmd := &cobra.Command{
+		Use:   "slurm",
+		Short: "Start engines as a SLURM batch job",
+		Long: `Slurm renders a job script from a template, submits it with sbatch, and
+waits until the job's engines have registered with the controller: one
+started in this process (on the login node) if none runs for the profile,
+else the running one, which the job joins as its next job.
+
+The controller must listen where the compute nodes can reach it: give
+--ip with an address of this host on their network (the default,
+127.0.0.1, suits only a single-node setup). The engines get the
+controller's address and keys through variables the script exports.
+
+The default template (ipcluster template slurm prints it) starts the
+engines with srun, or with mpiexec inside the allocation when ipcluster is
+built with MPI; --template uses your own. Variables: N, Nodes,
+TasksPerNode, Partition, Account, QOS, Walltime, JobName, WorkDir, Output,
+Env, EngineCommand, MPIExec, Extra; the function shquote quotes for the
+shell.
+
+Ctrl-C (or ipcluster stop) cancels the job. A job that ends before its
+engines register is reported with SLURM's state and the end of its output.`,
+		Example: `  ipcluster slurm -n 64 --partition debug --walltime 00:30:00 --account proj1 --ip 10.1.0.5
+  ipcluster slurm -n 64 --template job.sbatch
+  ipcluster slurm -n 4 --dry-run
+  ipcluster template slurm > job.sbatch`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runBatch(cmd, g, f, slurm.Commands{}, slurm.DefaultTemplate)
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVarP(&f.n, "n", "n", 0, "number of engines (tasks) (default: [engines] n, else one per CPU core here)")
+	fl.IntVar(&f.nodes, "nodes", 0, "nodes to ask for (default: the scheduler chooses)")
+	fl.IntVar(&f.perNode, "tasks-per-node", 0, "engines per node")
+	fl.StringVar(&f.partition, "partition", "", "SLURM partition")
+	fl.StringVar(&f.account, "account", "", "account to charge")
+	fl.StringVar(&f.qos, "qos", "", "quality of service")
+	fl.StringVar(&f.walltime, "walltime", "", "time limit, HH:MM:SS")
+	fl.StringVar(&f.jobName, "job-name", "ipcluster", "the job's name in the queue")
+	fl.StringVar(&f.template, "template", "", "your own job script template (default: ipcluster template slurm)")
+	fl.StringVar(&f.workDir, "workdir", "", "where the job runs (default: this directory)")
+	fl.StringVar(&f.mpiexec, "mpiexec", "", `start the engines with this mpiexec instead of srun (default: "mpiexec" when ipcluster is built with MPI)`)
+	fl.StringArrayVar(&f.extra, "directive", nil, "another #SBATCH directive, such as --directive=--exclusive (repeatable)")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "print the job script and submit nothing")
+	fl.BoolVar(&f.daemon, "daemon", false, "run in the background: return once the engines have registered")
+	fl.DurationVar(&f.timeout, "timeout", 24*time.Hour, "how long to wait for the engines (a job may wait in the queue)")
+	return cmd
+}
+
+func newTemplate() *cobra.Command {
+	return &cobra.Command{
+		Use:       "template slurm",
+		Short:     "Print the default batch job template, to start your own from",
+		Example:   "  ipcluster template slurm > job.sbatch\n  ipcluster slurm -n 64 --template job.sbatch",
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"slurm"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch args[0] {
+			case "slurm":
+				fmt.Fprint(cmd.OutOrStdout(), slurm.DefaultTemplate)
+				return nil
+			}
+			return fmt.Errorf("no template %q (templates: slurm)", args[0])
+		},
+	}
+}
+
+// runBatch starts engines as one batch job of sched.
+func runBatch(cmd *cobra.Command, g *globals, f batchFlags, sched launchers.Scheduler, defaultTemplate string) error {
+	p, cfg, err := g.load()
+	if err != nil {
+		return err
+	}
+	n := f.n
+	if n == 0 {
+		n = cfg.Engines.N
+	}
+	if n == 0 {
+		n = runtime.NumCPU()
+	}
+	if n < 0 || f.nodes < 0 || f.perNode < 0 {
+		return errors.New("-n, --nodes and --tasks-per-node cannot be negative")
+	}
+	name, text := "default "+sched.Name()+" template", defaultTemplate
+	if f.template != "" {
+		data, err := os.ReadFile(f.template)
+		if err != nil {
+			return err
+		}
+		name, text = filepath.Base(f.template), string(data)
+	}
+	workDir := f.workDir
+	if workDir == "" {
+		if workDir, err = os.Getwd(); err != nil {
+			return err
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	mpiexec := f.mpiexec
+	if mpiexec == "" && mpi.Enabled {
+		mpiexec = "mpiexec"
+	}
+	job := launchers.BatchJob{N: n, Nodes: f.nodes, TasksPerNode: f.perNode, Partition: f.partition, Account: f.account,
+		QOS: f.qos, Walltime: f.walltime, JobName: f.jobName, WorkDir: workDir, MPIExec: mpiexec, Extra: f.extra,
+		EngineCommand: launchers.ShellQuote(self) + " engine"}
+	render := func(env []string, output string) (string, error) {
+		j := job
+		j.Output, j.Env = output, map[string]string{}
+		for _, kv := range env {
+			k, v, _ := strings.Cut(kv, "=")
+			j.Env[k] = v
+		}
+		if os.Geteuid() == 0 && mpiexec != "" { // Open MPI refuses root without these
+			j.Env["OMPI_ALLOW_RUN_AS_ROOT"], j.Env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1", "1"
+		}
+		return launchers.RenderScript(name, text, j)
+	}
+	outputOf := func(pid int) string {
+		return filepath.Join(p.LogDir(), fmt.Sprintf("%s-%d-%%j.out", sched.Name(), pid))
+	}
+	// Render once now, so that a template error shows before anything starts.
+	placeholder := []string{engine.ConnectionEnv + "=<the controller's address and engine keys, as JSON>",
+		engine.JobEnv + "=<the job's key>", "IPCLUSTER_LOG_LEVEL=" + cfg.Log.Level, "IPCLUSTER_PROFILE=" + p.Name}
+	script, err := render(placeholder, outputOf(os.Getpid()))
+	if err != nil {
+		return err
+	}
+	if f.dryRun {
+		fmt.Fprint(cmd.OutOrStdout(), script)
+		return nil
+	}
+	return runJob(cmd, g, p, cfg, jobRun{
+		kind: sched.Name(), n: n, daemon: f.daemon, timeout: f.timeout, unit: "engines",
+		launch: func(env []string, output string) launchers.Launcher {
+			script, _ := render(env, output) // it rendered above
+			return &launchers.Batch{Scheduler: sched, Script: script, Dir: workDir, OutputFile: output}
+		},
+		outputOf: outputOf,
+	})
+}
