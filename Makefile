@@ -95,12 +95,21 @@ test-mpich: deps mpich-deps
 	PKG_CONFIG_PATH=$(MPICH_PC) $(GO) test -c -tags mpi -o bin/mpi-mpich.test ./mpi
 	IPCLUSTER_TEST_MPIEXEC=mpiexec.mpich ./bin/mpi-mpich.test -test.run TestUnderMPIExec -test.timeout 5m
 
+# As root, test also runs a real single-node SLURM (.ci/slurm up: installed
+# and started for the tests, stopped by its pids after them); otherwise the
+# SLURM tests skip, saying so.
 test: deps mpi-deps mpich-deps vet fmt-check build
-	$(GO) test -race -timeout 15m ./...
-	$(GO) vet -tags mpi ./mpi ./engine ./cmd/ipcluster
-	$(GO) test -race -timeout 5m -tags mpi ./mpi
-	$(GO) test -race -timeout 5m -tags mpi -run 'MPI' ./cmd/ipcluster ./launchers
-	$(MAKE) --no-print-directory test-mpich
+	@if [ "$$(id -u)" = 0 ]; then ./.ci/slurm up || exit 1; \
+		export IPCLUSTER_REQUIRE_SLURM=1; \
+	else echo "not root: the SLURM tests skip (sudo ./.ci/slurm up starts a test SLURM)"; fi; \
+	status=0; \
+	$(GO) test -race -timeout 15m ./... || status=1; \
+	$(GO) vet -tags mpi ./mpi ./engine ./cmd/ipcluster || status=1; \
+	$(GO) test -race -timeout 5m -tags mpi ./mpi || status=1; \
+	$(GO) test -race -timeout 5m -tags mpi -run 'MPI' ./cmd/ipcluster ./launchers || status=1; \
+	$(MAKE) --no-print-directory test-mpich || status=1; \
+	if [ "$$(id -u)" = 0 ]; then ./.ci/slurm down; fi; \
+	exit $$status
 
 FUZZTIME ?= 30s
 fuzz: deps

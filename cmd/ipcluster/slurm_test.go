@@ -1,0 +1,134 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipcluster/ipcluster/internal/profile"
+	"github.com/ipcluster/ipcluster/slurm"
+)
+
+// needSLURM skips t without a running SLURM, unless the run requires one
+// (make test starts one with .ci/slurm up and sets IPCLUSTER_REQUIRE_SLURM).
+func needSLURM(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("sinfo", "-h", "-o", "%T").Output()
+	if err == nil && (strings.Contains(string(out), "idle") || strings.Contains(string(out), "mix") || strings.Contains(string(out), "alloc")) {
+		return
+	}
+	if os.Getenv("IPCLUSTER_REQUIRE_SLURM") == "1" {
+		t.Fatalf("no SLURM node answers (sinfo: %v %s): run .ci/slurm up as root", err, out)
+	}
+	t.Skip("no SLURM here: .ci/slurm up (as root) starts one; make test does")
+}
+
+// ipcluster slurm -n 4 on a real single-node SLURM: 4 engines a client can
+// use, recorded with their batch job id, gone with ipcluster stop.
+func TestSLURMEngines(t *testing.T) {
+	needSLURM(t)
+	e := newEnv(t)
+	out := e.mustRun("slurm", "-n", "4", "--daemon")
+	if !strings.Contains(out, "job 1: 4 engines registered") {
+		t.Fatalf("ipcluster slurm said:\n%s", out)
+	}
+	st, err := profile.ReadState(e.profile().StatePath())
+	if err != nil || len(st.Jobs) != 1 || st.Jobs[0].BatchID == "" || st.Jobs[0].Kind != "slurm" {
+		t.Fatalf("run state %+v, %v", st, err)
+	}
+	batch := st.Jobs[0].BatchID
+	c := e.connect()
+	ctx := ctxT(t, time.Minute)
+	ar, err := c.Job(1).View().Apply(ctx, "getenv", "SLURM_JOB_ID")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := ar.Get(ctx)
+	if err != nil || len(ids) != 4 {
+		t.Fatalf("getenv on the job: %v, %v", ids, err)
+	}
+	for _, v := range ids {
+		if v != batch {
+			t.Errorf("an engine runs in SLURM job %v, want %s", v, batch)
+		}
+	}
+	e.mustRun("stop")
+	if j, err := (slurm.Commands{}).Status(ctx, batch); err != nil || !j.State.Finished() {
+		t.Errorf("after ipcluster stop the job is %+v, %v", j, err)
+	}
+}
+
+// What goes wrong is said: a template error with its line, the
+// scheduler's own words for a bad partition, a job that fails before its
+// engines register (with its output), and a job cancelled from outside.
+func TestSLURMErrors(t *testing.T) {
+	needSLURM(t)
+	e := newEnv(t)
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		path := filepath.Join(dir, name)
+		os.WriteFile(path, []byte(text), 0o600)
+		return path
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"slurm", "-n", "1", "--template", write("bad.sbatch", "#!/bin/sh\n#SBATCH --time={{.WallTime}}\n")},
+			[]string{"bad.sbatch:2:17", "WallTime"}},
+		{[]string{"slurm", "-n", "1", "--partition", "nowhere"}, []string{"sbatch: error:", "invalid partition"}},
+		{[]string{"slurm", "-n", "2", "--template", write("fail.sbatch", "#!/bin/sh\n#SBATCH --output={{.Output}}\necho 'no such module: gcc/99' >&2\nexit 3\n")},
+			[]string{"the batch job ended with 0 of 2 engines registered", "ended FAILED", "no such module: gcc/99"}},
+	} {
+		out, err := e.ipcluster(tc.args...)
+		for _, want := range tc.want {
+			if err == nil || !strings.Contains(out, want) {
+				t.Errorf("ipcluster %q: %v\n%s\nwant %q", tc.args, err, out, want)
+			}
+		}
+	}
+
+	// Cancelled from outside while ipcluster slurm waits for the engines.
+	cmd := e.command(ctxT(t, time.Minute), "slurm", "-n", "1", "--job-name", "ipcluster-cancel-test",
+		"--template", write("wait.sbatch", "#!/bin/sh\n#SBATCH --job-name={{.JobName}}\n#SBATCH --output={{.Output}}\nsleep 3600\n"))
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	id := ""
+	for deadline := time.Now().Add(30 * time.Second); id == ""; {
+		q, _ := exec.Command("squeue", "-h", "-n", "ipcluster-cancel-test", "-o", "%i").Output()
+		id = strings.TrimSpace(string(q))
+		if time.Now().After(deadline) {
+			t.Fatal("the job never showed in squeue")
+		}
+		time.Sleep(100 * time.Millisecond) // polling the scheduler
+	}
+	if err := exec.Command("scancel", id).Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err == nil || !strings.Contains(out.String(), "ended CANCELLED") {
+		t.Errorf("after scancel: %v\n%s", err, out.String())
+	}
+}
+
+func TestSLURMDryRunAndTemplate(t *testing.T) {
+	e := newEnv(t)
+	out := e.mustRun("slurm", "-n", "8", "--partition", "debug", "--walltime", "00:10:00", "--directive=--exclusive", "--dry-run")
+	for _, want := range []string{"#SBATCH --ntasks=8\n", "#SBATCH --partition=debug\n", "#SBATCH --time=00:10:00\n",
+		"#SBATCH --exclusive\n", "export IPCLUSTER_CONNECTION=", " engine\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--dry-run lacks %q:\n%s", want, out)
+		}
+	}
+	if out := e.mustRun("template", "slurm"); out != slurm.DefaultTemplate {
+		t.Errorf("ipcluster template slurm printed\n%s", out)
+	}
+	if out, err := e.ipcluster("template", "lsf"); err == nil || !strings.Contains(out, `no template "lsf"`) {
+		t.Errorf("template lsf: %v %s", err, out)
+	}
+}
