@@ -14,16 +14,66 @@ import (
 	"github.com/ipcluster/ipcluster/engine"
 	"github.com/ipcluster/ipcluster/launchers"
 	"github.com/ipcluster/ipcluster/mpi"
+	"github.com/ipcluster/ipcluster/pbs"
 	"github.com/ipcluster/ipcluster/slurm"
 )
 
 type batchFlags struct {
 	n, nodes, perNode                   int
-	partition, account, qos, walltime   string
+	partition, queue                    string
+	account, qos, walltime              string
 	jobName, template, workDir, mpiexec string
 	extra                               []string
 	dryRun, daemon                      bool
 	timeout                             time.Duration
+}
+
+func newPBS(g *globals) *cobra.Command {
+	var f batchFlags
+	cmd := &cobra.Command{
+		Use:   "pbs",
+		Short: "Start engines as a PBS batch job",
+		Long: `Pbs renders a job script from a template, submits it with qsub, and
+waits until the job's engines have registered, as ipcluster slurm does
+(see its help for the controller's address, --daemon, Ctrl-C and errors).
+
+The default template (ipcluster template pbs prints it) asks for
+nodes and processors per node (Torque style; the template says what to
+change for PBS Pro's select) and starts the engines with mpiexec. Variables:
+N, Nodes, TasksPerNode, Queue, Account, Walltime, JobName, WorkDir, Output,
+Env, EngineCommand, MPIExec, Extra; the function shquote.`,
+		Example: `  ipcluster pbs -n 64 --queue short --walltime 00:30:00 --ip 10.1.0.5
+  ipcluster pbs -n 16 --template job.pbs
+  ipcluster template pbs > job.pbs`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.mpiexec == "" {
+				f.mpiexec = "mpiexec" // PBS has no srun
+			}
+			return runBatch(cmd, g, f, pbs.Commands{}, pbs.DefaultTemplate)
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVarP(&f.n, "n", "n", 0, "number of engines (default: [engines] n, else one per CPU core here)")
+	fl.IntVar(&f.nodes, "nodes", 0, "nodes to ask for (default 1)")
+	fl.IntVar(&f.perNode, "ppn", 0, "engines (processors) per node (default: all on one node)")
+	fl.StringVar(&f.queue, "queue", "", "PBS queue")
+	fl.StringVar(&f.account, "account", "", "account to charge")
+	fl.StringVar(&f.walltime, "walltime", "", "time limit, HH:MM:SS")
+	addCommonBatchFlags(cmd, &f, "#PBS", "pbs")
+	return cmd
+}
+
+// addCommonBatchFlags adds the flags slurm and pbs share.
+func addCommonBatchFlags(cmd *cobra.Command, f *batchFlags, directive, kind string) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.jobName, "job-name", "ipcluster", "the job's name in the queue")
+	fl.StringVar(&f.template, "template", "", "your own job script template (default: ipcluster template "+kind+")")
+	fl.StringVar(&f.workDir, "workdir", "", "where the job runs (default: this directory)")
+	fl.StringArrayVar(&f.extra, "directive", nil, "another "+directive+" directive line, such as --directive=\"-m abe\" (repeatable)")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "print the job script and submit nothing")
+	fl.BoolVar(&f.daemon, "daemon", false, "run in the background: return once the engines have registered")
+	fl.DurationVar(&f.timeout, "timeout", 24*time.Hour, "how long to wait for the engines (a job may wait in the queue)")
 }
 
 func newSLURM(g *globals) *cobra.Command {
@@ -67,31 +117,28 @@ engines register is reported with SLURM's state and the end of its output.`,
 	fl.StringVar(&f.account, "account", "", "account to charge")
 	fl.StringVar(&f.qos, "qos", "", "quality of service")
 	fl.StringVar(&f.walltime, "walltime", "", "time limit, HH:MM:SS")
-	fl.StringVar(&f.jobName, "job-name", "ipcluster", "the job's name in the queue")
-	fl.StringVar(&f.template, "template", "", "your own job script template (default: ipcluster template slurm)")
-	fl.StringVar(&f.workDir, "workdir", "", "where the job runs (default: this directory)")
 	fl.StringVar(&f.mpiexec, "mpiexec", "", `start the engines with this mpiexec instead of srun (default: "mpiexec" when ipcluster is built with MPI)`)
-	fl.StringArrayVar(&f.extra, "directive", nil, "another #SBATCH directive, such as --directive=--exclusive (repeatable)")
-	fl.BoolVar(&f.dryRun, "dry-run", false, "print the job script and submit nothing")
-	fl.BoolVar(&f.daemon, "daemon", false, "run in the background: return once the engines have registered")
-	fl.DurationVar(&f.timeout, "timeout", 24*time.Hour, "how long to wait for the engines (a job may wait in the queue)")
+	addCommonBatchFlags(cmd, &f, "#SBATCH", "slurm")
 	return cmd
 }
 
 func newTemplate() *cobra.Command {
 	return &cobra.Command{
-		Use:       "template slurm",
+		Use:       "template slurm|pbs",
 		Short:     "Print the default batch job template, to start your own from",
 		Example:   "  ipcluster template slurm > job.sbatch\n  ipcluster slurm -n 64 --template job.sbatch",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"slurm"},
+		ValidArgs: []string{"slurm", "pbs"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch args[0] {
 			case "slurm":
 				fmt.Fprint(cmd.OutOrStdout(), slurm.DefaultTemplate)
 				return nil
+			case "pbs":
+				fmt.Fprint(cmd.OutOrStdout(), pbs.DefaultTemplate)
+				return nil
 			}
-			return fmt.Errorf("no template %q (templates: slurm)", args[0])
+			return fmt.Errorf("no template %q (templates: slurm, pbs)", args[0])
 		},
 	}
 }
@@ -134,7 +181,7 @@ func runBatch(cmd *cobra.Command, g *globals, f batchFlags, sched launchers.Sche
 	if mpiexec == "" && mpi.Enabled {
 		mpiexec = "mpiexec"
 	}
-	job := launchers.BatchJob{N: n, Nodes: f.nodes, TasksPerNode: f.perNode, Partition: f.partition, Account: f.account,
+	job := launchers.BatchJob{N: n, Nodes: f.nodes, TasksPerNode: f.perNode, Partition: f.partition, Queue: f.queue, Account: f.account,
 		QOS: f.qos, Walltime: f.walltime, JobName: f.jobName, WorkDir: workDir, MPIExec: mpiexec, Extra: f.extra,
 		EngineCommand: launchers.ShellQuote(self) + " engine"}
 	render := func(env []string, output string) (string, error) {
@@ -150,6 +197,9 @@ func runBatch(cmd *cobra.Command, g *globals, f batchFlags, sched launchers.Sche
 		return launchers.RenderScript(name, text, j)
 	}
 	outputOf := func(pid int) string {
+		if sched.Name() != "slurm" { // only SLURM expands %j
+			return filepath.Join(p.LogDir(), fmt.Sprintf("%s-%d.out", sched.Name(), pid))
+		}
 		return filepath.Join(p.LogDir(), fmt.Sprintf("%s-%d-%%j.out", sched.Name(), pid))
 	}
 	// Render once now, so that a template error shows before anything starts.

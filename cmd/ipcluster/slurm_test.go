@@ -132,3 +132,32 @@ func TestSLURMDryRunAndTemplate(t *testing.T) {
 		t.Errorf("template lsf: %v %s", err, out)
 	}
 }
+
+// ipcluster pbs through SLURM's qsub/qstat/qdel: engines that a client
+// can use, recorded with their job id, gone with ipcluster stop.
+func TestPBSEngines(t *testing.T) {
+	needSLURM(t)
+	e := newEnv(t)
+	// SLURM's qsub writes the job's output next to the script, in the work directory.
+	out := e.mustRun("pbs", "-n", "2", "--daemon", "--workdir", t.TempDir())
+	if !strings.Contains(out, "job 1: 2 engines registered") {
+		t.Fatalf("ipcluster pbs said:\n%s", out)
+	}
+	st, err := profile.ReadState(e.profile().StatePath())
+	if err != nil || len(st.Jobs) != 1 || st.Jobs[0].BatchID == "" || st.Jobs[0].Kind != "pbs" {
+		t.Fatalf("run state %+v, %v", st, err)
+	}
+	c := e.connect()
+	ctx := ctxT(t, time.Minute)
+	ar, err := c.Job(1).View().Apply(ctx, "getenv", "SLURM_JOB_ID")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := ar.Get(ctx); err != nil || len(ids) != 2 || ids[c.IDs()[0]] != st.Jobs[0].BatchID {
+		t.Errorf("the engines' batch job: %v, %v; want %s", ids, err, st.Jobs[0].BatchID)
+	}
+	e.mustRun("stop")
+	if out := e.mustRun("template", "pbs"); !strings.Contains(out, "#PBS -l nodes=") {
+		t.Errorf("ipcluster template pbs:\n%s", out)
+	}
+}
