@@ -40,6 +40,10 @@ func TestSLURMEngines(t *testing.T) {
 		t.Fatalf("run state %+v, %v", st, err)
 	}
 	batch := st.Jobs[0].BatchID
+	status := e.mustRun("status")
+	if !strings.Contains(status, "slurm") || !strings.Contains(status, batch) || !strings.Contains(status, "RUNNING") || !strings.Contains(status, "4/4") {
+		t.Errorf("ipcluster status:\n%s", status)
+	}
 	c := e.connect()
 	ctx := ctxT(t, time.Minute)
 	ar, err := c.Job(1).View().Apply(ctx, "getenv", "SLURM_JOB_ID")

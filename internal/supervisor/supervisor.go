@@ -132,7 +132,8 @@ func Run(ctx context.Context, opts Options) error {
 	ready := Ready{ClientFile: p.ClientFile(), Endpoint: clientInfo.Endpoint}
 	if opts.Engines > 0 {
 		kind := cmp.Or(opts.Kind, "local")
-		env, err := engineEnv(engineInfo, fmt.Sprintf("%s-%s-%d", clientInfo.ClusterID, kind, os.Getpid()), p, cfg)
+		key := fmt.Sprintf("%s-%s-%d", clientInfo.ClusterID, kind, os.Getpid())
+		env, err := engineEnv(engineInfo, key, p, cfg)
 		if err != nil {
 			return err
 		}
@@ -157,7 +158,8 @@ func Run(ctx context.Context, opts Options) error {
 			batch = cmp.Or(batch, pr.Batch)
 		}
 		// The first job to register is the controller's job 1.
-		state.Jobs = []profile.Job{{ID: 1, Kind: kind, PIDs: pids, BatchID: batch}}
+		state.Jobs = []profile.Job{{ID: 1, Key: key, Kind: kind, N: opts.Engines, PIDs: pids, BatchID: batch,
+			Owner: os.Getpid(), Started: start}}
 		if err := profile.WriteState(p.StatePath(), state); err != nil {
 			return err
 		}
