@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipcluster/ipcluster/client"
 	"github.com/ipcluster/ipcluster/internal/profile"
 	"github.com/ipcluster/ipcluster/slurm"
 )
@@ -163,5 +164,49 @@ func TestPBSEngines(t *testing.T) {
 	e.mustRun("stop")
 	if out := e.mustRun("template", "pbs"); !strings.Contains(out, "#PBS -l nodes=") {
 		t.Errorf("ipcluster template pbs:\n%s", out)
+	}
+}
+
+// A job that hits its walltime: its engines go, the task running on them
+// fails, and ipcluster status says TIMEOUT.
+func TestSLURMWalltime(t *testing.T) {
+	needSLURM(t)
+	if testing.Short() {
+		t.Skip("takes over a minute (a 1-minute job)")
+	}
+	e := newEnv(t)
+	e.mustRun("slurm", "-n", "1", "--walltime", "00:01:00", "--daemon")
+	c := e.connect()
+	ctx := ctxT(t, 5*time.Minute)
+	ar, err := c.DirectView(client.All).Apply(ctx, "sleep", 600.0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ar.Get(ctx)
+	if err == nil {
+		t.Fatal("a task outlived its job's walltime")
+	}
+	for len(c.IDs()) > 0 { // the engine unregisters as SLURM ends the job
+		if _, err := c.Engines(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the engine stays registered after the walltime")
+		}
+		time.Sleep(100 * time.Millisecond) // polling a condition
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		status := e.mustRun("status")
+		if strings.Contains(status, "TIMEOUT") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ipcluster status never said TIMEOUT:\n%s", status)
+		}
+		time.Sleep(time.Second) // polling the scheduler
+	}
+	if !strings.Contains(err.Error(), "shut down while the task ran") && !strings.Contains(err.Error(), "EngineError") {
+		t.Errorf("the task ended with %v, want its engine's end", err)
 	}
 }
