@@ -159,6 +159,14 @@ func runBatch(cmd *cobra.Command, g *globals, f batchFlags, sched launchers.Sche
 	if n < 0 || f.nodes < 0 || f.perNode < 0 {
 		return errors.New("-n, --nodes and --tasks-per-node cannot be negative")
 	}
+	// A controller started here must be reachable from the compute nodes.
+	if g.ip == "" && os.Getenv("IPCLUSTER_IP") == "" && cfg.Controller.IP == "127.0.0.1" && !f.dryRun {
+		if _, running, _ := p.Running(); !running {
+			addr, why := batchAddress()
+			cfg.Controller.IP = addr
+			fmt.Fprintf(cmd.ErrOrStderr(), "ipcluster: the controller listens on %s (%s); --ip chooses another\n", addr, why)
+		}
+	}
 	name, text := "default "+sched.Name()+" template", defaultTemplate
 	if f.template != "" {
 		data, err := os.ReadFile(f.template)
