@@ -338,7 +338,7 @@ func (l *ioLoop) run(ctx context.Context) (err error) {
 	stopped := false
 	stopExecutor := func() error {
 		stopped = true
-		stopExec(errStopping)
+		stopExec(stoppingError(ctx))
 		return e.waitExecutor(&execDone)
 	}
 	defer func() {
@@ -413,6 +413,23 @@ func (l *ioLoop) run(ctx context.Context) (err error) {
 	}
 	e.log.Info("engine stopped", "engine", e.ID())
 	return stuck
+}
+
+// stoppingError says why a running task ends as its engine stops: with
+// the cause of Run's context (a signal, for a process), and, for a signal
+// inside a batch job, that the job may have been cancelled or timed out.
+func stoppingError(ctx context.Context) error {
+	cause := context.Cause(ctx)
+	if cause == nil || cause == context.Canceled { // a signal's cause is also context.Canceled, by errors.Is
+		return errStopping
+	}
+	msg := errStopping.msg + " (" + cause.Error() + ")"
+	if id := os.Getenv("SLURM_JOB_ID"); id != "" && strings.Contains(cause.Error(), "signal") {
+		msg += fmt.Sprintf("; it runs in SLURM job %s, which may have been cancelled or reached its time limit", id)
+	} else if id := os.Getenv("PBS_JOBID"); id != "" && strings.Contains(cause.Error(), "signal") {
+		msg += fmt.Sprintf("; it runs in PBS job %s, which may have been deleted or reached its walltime", id)
+	}
+	return &taskError{kind: errStopping.kind, msg: msg}
 }
 
 // waitExecutor waits for the executor to end once its context is

@@ -387,3 +387,36 @@ func TestErrorInfo(t *testing.T) {
 		t.Errorf("the traceback of a task error is lost: %+v", info)
 	}
 }
+
+// A task ended by its engine's stop says why the engine stopped, and, in a
+// batch job, what a signal there usually means.
+func TestStoppingError(t *testing.T) {
+	sig, stop := context.WithCancelCause(context.Background())
+	stop(errors.New("terminated signal received"))
+	plain, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		env  map[string]string
+		want string
+	}{
+		{"asked", context.Background(), nil, "the engine shut down while the task ran"},
+		{"cancelled", plain, nil, "the engine shut down while the task ran"},
+		{"signal", sig, nil, "the engine shut down while the task ran (terminated signal received)"},
+		{"slurm", sig, map[string]string{"SLURM_JOB_ID": "31"}, "(terminated signal received); it runs in SLURM job 31, which may have been cancelled or reached its time limit"},
+		{"pbs", sig, map[string]string{"PBS_JOBID": "7.srv"}, "it runs in PBS job 7.srv, which may have been deleted or reached its walltime"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("SLURM_JOB_ID", "")
+			t.Setenv("PBS_JOBID", "")
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			info := errorInfo(stoppingError(tc.ctx))
+			if info.Type != "EngineError" || !strings.Contains(info.Message, tc.want) {
+				t.Errorf("%+v, want an EngineError with %q", info, tc.want)
+			}
+		})
+	}
+}

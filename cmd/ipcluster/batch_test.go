@@ -206,7 +206,8 @@ func TestSLURMWalltime(t *testing.T) {
 		}
 		time.Sleep(time.Second) // polling the scheduler
 	}
-	if !strings.Contains(err.Error(), "shut down while the task ran") && !strings.Contains(err.Error(), "EngineError") {
-		t.Errorf("the task ended with %v, want its engine's end", err)
+	// The client is told why: the engine got a signal inside a SLURM job.
+	if !strings.Contains(err.Error(), "shut down while the task ran") || !strings.Contains(err.Error(), "reached its time limit") {
+		t.Errorf("the task ended with %v, want its engine's end and why", err)
 	}
 }
