@@ -211,3 +211,42 @@ func TestSLURMWalltime(t *testing.T) {
 		t.Errorf("the task ended with %v, want its engine's end and why", err)
 	}
 }
+
+// A batch job that joined but has no engines yet (waiting in the queue, or
+// never starting them) is cancelled by its batch id.
+func TestStopPendingBatchJob(t *testing.T) {
+	needSLURM(t)
+	e := newEnv(t)
+	e.mustRun("start", "-n", "1", "--daemon")
+	tmpl := filepath.Join(t.TempDir(), "never.sbatch")
+	os.WriteFile(tmpl, []byte("#!/bin/sh\n#SBATCH --output={{.Output}}\nsleep 3600\n"), 0o600)
+	cmd := e.command(ctxT(t, time.Minute), "slurm", "-n", "1", "--template", tmpl)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var batch string
+	for deadline := time.Now().Add(30 * time.Second); batch == ""; {
+		for _, j := range e.profile().Jobs() {
+			batch = j.BatchID
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the joining job was never recorded")
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition
+	}
+	if out, err := e.ipcluster("stop", "--job", "2"); err == nil || !strings.Contains(out, "ipcluster stop --batch "+batch) {
+		t.Errorf("stop --job 2 of a pending job: %v\n%s", err, out)
+	}
+	if out := e.mustRun("stop", "--batch", batch); !strings.Contains(out, "cancelled slurm job "+batch) {
+		t.Errorf("stop --batch said:\n%s", out)
+	}
+	if err := cmd.Wait(); err == nil || !strings.Contains(out.String(), "ended CANCELLED") {
+		t.Errorf("the joining command after the cancel: %v\n%s", err, out.String())
+	}
+	if out, err := e.ipcluster("stop", "--batch", "424242"); err == nil || !strings.Contains(out, "no job of profile") {
+		t.Errorf("stop --batch of an unknown job: %v\n%s", err, out)
+	}
+	e.mustRun("stop")
+}

@@ -84,15 +84,21 @@ how each was launched, its batch job id and the batch system's state
 	}
 }
 
-// batchState asks the batch system for a job's state.
-func batchState(ctx context.Context, kind, id string) string {
-	var sched launchers.Scheduler
+// schedulerOf returns the batch system of a job's kind.
+func schedulerOf(kind string) (launchers.Scheduler, bool) {
 	switch kind {
 	case "slurm":
-		sched = slurm.Commands{}
+		return slurm.Commands{}, true
 	case "pbs":
-		sched = pbs.Commands{}
-	default:
+		return pbs.Commands{}, true
+	}
+	return nil, false
+}
+
+// batchState asks the batch system for a job's state.
+func batchState(ctx context.Context, kind, id string) string {
+	sched, ok := schedulerOf(kind)
+	if !ok {
 		return "?"
 	}
 	state, _, reason, err := sched.Poll(ctx, id)

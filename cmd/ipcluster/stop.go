@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"syscall"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 func newStop(g *globals) *cobra.Command {
 	var job int
+	var batch string
 	cmd := &cobra.Command{
 		Use:   "stop",
 		Short: "Stop the cluster of a profile, or one of its jobs, from any shell",
@@ -34,6 +36,9 @@ cluster keeps running.`,
 			}
 			if cmd.Flags().Changed("job") {
 				return stopJob(cmd, p, job)
+			}
+			if batch != "" {
+				return stopBatch(cmd, p, batch)
 			}
 			pid, running, err := p.Running()
 			if err != nil {
@@ -68,11 +73,41 @@ cluster keeps running.`,
 		},
 	}
 	cmd.Flags().IntVar(&job, "job", 0, "stop only this job (see ipcluster engines)")
+	cmd.Flags().StringVar(&batch, "batch", "", "cancel the batch job that joined with this id, even one still in the queue (see ipcluster status)")
 	return cmd
 }
 
 // stopJob stops one job: its engines, then the process that launched it,
 // if that runs apart from the controller.
+// stopBatch cancels a batch job that joined the cluster, by its batch
+// system's id, such as one still waiting in the queue; the process that
+// submitted it then ends.
+func stopBatch(cmd *cobra.Command, p *profile.Profile, batchID string) error {
+	for _, j := range p.Jobs() {
+		if j.BatchID != batchID {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+		defer cancel()
+		sched, ok := schedulerOf(j.Kind)
+		if !ok {
+			return fmt.Errorf("job %s was launched by %s, not a batch system", batchID, j.Kind)
+		}
+		if err := sched.Cancel(ctx, batchID); err != nil {
+			return err
+		}
+		if j.Owner > 0 && !waitGone(j.Owner, 30*time.Second) {
+			syscall.Kill(j.Owner, syscall.SIGTERM)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "ipcluster: cancelled %s job %s of profile %q\n", j.Kind, batchID, p.Name)
+		return nil
+	}
+	if st, err := profile.ReadState(p.StatePath()); err == nil && len(st.Jobs) > 0 && st.Jobs[0].BatchID == batchID {
+		return fmt.Errorf("%s job %s is the cluster's first job, with the controller: stop the cluster (ipcluster stop)", st.Jobs[0].Kind, batchID)
+	}
+	return fmt.Errorf("no job of profile %q has batch id %s (see ipcluster status)", p.Name, batchID)
+}
+
 func stopJob(cmd *cobra.Command, p *profile.Profile, id int) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 	defer cancel()
@@ -87,7 +122,13 @@ func stopJob(cmd *cobra.Command, p *profile.Profile, id int) error {
 		for _, j := range c.Jobs() {
 			ids = append(ids, j.ID)
 		}
-		return fmt.Errorf("job %d has no registered engines (jobs: %v)", id, ids)
+		msg := fmt.Sprintf("job %d has no registered engines (jobs: %v)", id, ids)
+		for _, j := range p.Jobs() {
+			if j.BatchID != "" && j.ID == 0 {
+				msg += fmt.Sprintf("; %s job %s has none yet: ipcluster stop --batch %s", j.Kind, j.BatchID, j.BatchID)
+			}
+		}
+		return errors.New(msg)
 	}
 	if err := c.Job(id).Stop(ctx); err != nil {
 		return fmt.Errorf("stopping job %d: %w", id, err)
