@@ -2,13 +2,13 @@ package launchers
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ipcluster/ipcluster/internal/testenv"
 	"github.com/ipcluster/ipcluster/slurm"
 )
 
@@ -72,23 +72,10 @@ func TestShellQuote(t *testing.T) {
 	}
 }
 
-// needSLURM skips t without a running SLURM, unless the run requires one.
-func needSLURM(t *testing.T) {
-	t.Helper()
-	out, err := exec.Command("sinfo", "-h", "-o", "%T").Output()
-	if err == nil && (strings.Contains(string(out), "idle") || strings.Contains(string(out), "mix") || strings.Contains(string(out), "alloc")) {
-		return
-	}
-	if os.Getenv("IPCLUSTER_REQUIRE_SLURM") == "1" {
-		t.Fatalf("no SLURM node answers (sinfo: %v %s): run .ci/slurm up as root", err, out)
-	}
-	t.Skip("no SLURM here: .ci/slurm up (as root) starts one; make test does")
-}
-
 // A batch job under a real SLURM: watched until it runs, cancelled by
 // Stop; a job that fails is reported with its output.
 func TestBatchSLURM(t *testing.T) {
-	needSLURM(t)
+	testenv.NeedSLURM(t)
 	dir := t.TempDir()
 	b := &Batch{Scheduler: slurm.Commands{}, Dir: dir, Poll: 100 * time.Millisecond,
 		Script: "#!/bin/sh\n#SBATCH --output=/dev/null\nsleep 3600\n"}

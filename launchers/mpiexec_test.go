@@ -12,15 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// needMPIExec fails t when there is no mpiexec: `make test` installs it.
-func needMPIExec(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("mpiexec"); err != nil {
-		t.Fatal("mpiexec not found: install Open MPI (apt-get install openmpi-bin libopenmpi-dev), as make test does")
-	}
-}
+	"github.com/ipcluster/ipcluster/internal/testenv"
+)
 
 func TestImplementationOf(t *testing.T) {
 	for _, tc := range []struct {
@@ -92,7 +86,7 @@ func TestUntag(t *testing.T) {
 // Ranks get the environment, their output is in the log tagged by rank,
 // and each rank's last lines are kept.
 func TestMPIExecRuns(t *testing.T) {
-	needMPIExec(t)
+	testenv.NeedMPIExec(t)
 	log := t.TempDir() + "/job.log"
 	m := &MPIExec{N: 3, Log: log, Env: []string{"GREETING=hello"},
 		Command: []string{"/bin/sh", "-c", `echo "$GREETING from rank $OMPI_COMM_WORLD_RANK"; echo "warning $OMPI_COMM_WORLD_RANK" >&2`}}
@@ -123,7 +117,7 @@ func TestMPIExecRuns(t *testing.T) {
 // A rank that fails: mpiexec ends the job, and the report names the rank
 // and what it printed.
 func TestMPIExecFailureReport(t *testing.T) {
-	needMPIExec(t)
+	testenv.NeedMPIExec(t)
 	m := &MPIExec{N: 3,
 		Command: []string{"/bin/sh", "-c", `if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then echo "cannot open input.dat" >&2; exit 3; fi; exec sleep 3600`}}
 	if err := m.Start(context.Background()); err != nil {
@@ -145,7 +139,7 @@ func TestMPIExecFailureReport(t *testing.T) {
 
 // A program that does not exist: mpiexec's own message is reported.
 func TestMPIExecMissingProgram(t *testing.T) {
-	needMPIExec(t)
+	testenv.NeedMPIExec(t)
 	m := &MPIExec{N: 2, Command: []string{"/nonexistent/program"}}
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -158,7 +152,7 @@ func TestMPIExecMissingProgram(t *testing.T) {
 
 // Stop ends every rank, also one that ignores SIGTERM.
 func TestMPIExecStop(t *testing.T) {
-	needMPIExec(t)
+	testenv.NeedMPIExec(t)
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ipcluster/ipcluster/internal/testenv"
 )
 
 func TestParseSubmit(t *testing.T) {
@@ -45,24 +46,9 @@ func TestParseStatus(t *testing.T) {
 	}
 }
 
-// needPBS skips t without qsub and a running SLURM under it, unless the run
-// requires one (make test).
-func needPBS(t *testing.T) {
-	t.Helper()
-	_, qerr := exec.LookPath("qsub")
-	out, err := exec.Command("sinfo", "-h", "-o", "%T").Output()
-	if qerr == nil && err == nil && (strings.Contains(string(out), "idle") || strings.Contains(string(out), "mix") || strings.Contains(string(out), "alloc")) {
-		return
-	}
-	if os.Getenv("IPCLUSTER_REQUIRE_SLURM") == "1" {
-		t.Fatalf("no qsub over a running SLURM (%v, %v): run .ci/slurm up as root", qerr, err)
-	}
-	t.Skip("no PBS commands here: .ci/slurm up (as root) installs SLURM's; make test does")
-}
-
 // Through SLURM's PBS wrappers (the only PBS here): submit, watch, cancel.
 func TestPBS(t *testing.T) {
-	needPBS(t)
+	testenv.NeedPBS(t)
 	ctx := context.Background()
 	var c Commands
 	dir := t.TempDir()

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ipcluster/ipcluster/internal/testenv"
 )
 
 func TestParseSubmit(t *testing.T) {
@@ -62,18 +63,6 @@ func TestFinished(t *testing.T) {
 	}
 }
 
-// needSLURM skips t without a running SLURM, unless the run requires one
-// (make test sets IPCLUSTER_REQUIRE_SLURM=1 after .ci/slurm up).
-func needSLURM(t *testing.T) {
-	t.Helper()
-	if out, err := exec.Command("sinfo", "-h", "-o", "%T").Output(); err != nil || !strings.Contains(string(out), "idle") && !strings.Contains(string(out), "mix") && !strings.Contains(string(out), "alloc") {
-		if os.Getenv("IPCLUSTER_REQUIRE_SLURM") == "1" {
-			t.Fatalf("no SLURM node answers (sinfo: %v %s): run .ci/slurm up as root", err, out)
-		}
-		t.Skip("no SLURM here: .ci/slurm up (as root) starts one; make test does")
-	}
-}
-
 // waitState waits until job id is in a state for which done holds.
 func waitState(t *testing.T, c Commands, id string, done func(State) bool) Job {
 	t.Helper()
@@ -96,7 +85,7 @@ func waitState(t *testing.T, c Commands, id string, done func(State) bool) Job {
 // Against the real scheduler: submit, watch, read the output, cancel, and
 // the scheduler's own words for a bad submission.
 func TestSLURM(t *testing.T) {
-	needSLURM(t)
+	testenv.NeedSLURM(t)
 	ctx := context.Background()
 	var c Commands
 	dir := t.TempDir()

@@ -10,27 +10,14 @@ import (
 
 	"github.com/ipcluster/ipcluster/client"
 	"github.com/ipcluster/ipcluster/internal/profile"
+	"github.com/ipcluster/ipcluster/internal/testenv"
 	"github.com/ipcluster/ipcluster/slurm"
 )
-
-// needSLURM skips t without a running SLURM, unless the run requires one
-// (make test starts one with .ci/slurm up and sets IPCLUSTER_REQUIRE_SLURM).
-func needSLURM(t *testing.T) {
-	t.Helper()
-	out, err := exec.Command("sinfo", "-h", "-o", "%T").Output()
-	if err == nil && (strings.Contains(string(out), "idle") || strings.Contains(string(out), "mix") || strings.Contains(string(out), "alloc")) {
-		return
-	}
-	if os.Getenv("IPCLUSTER_REQUIRE_SLURM") == "1" {
-		t.Fatalf("no SLURM node answers (sinfo: %v %s): run .ci/slurm up as root", err, out)
-	}
-	t.Skip("no SLURM here: .ci/slurm up (as root) starts one; make test does")
-}
 
 // ipcluster slurm -n 4 on a real single-node SLURM: 4 engines a client can
 // use, recorded with their batch job id, gone with ipcluster stop.
 func TestSLURMEngines(t *testing.T) {
-	needSLURM(t)
+	testenv.NeedSLURM(t)
 	e := newEnv(t)
 	out := e.mustRun("slurm", "-n", "4", "--daemon")
 	if !strings.Contains(out, "job 1: 4 engines registered") {
@@ -70,7 +57,7 @@ func TestSLURMEngines(t *testing.T) {
 // scheduler's own words for a bad partition, a job that fails before its
 // engines register (with its output), and a job cancelled from outside.
 func TestSLURMErrors(t *testing.T) {
-	needSLURM(t)
+	testenv.NeedSLURM(t)
 	e := newEnv(t)
 	dir := t.TempDir()
 	write := func(name, text string) string {
@@ -141,7 +128,7 @@ func TestSLURMDryRunAndTemplate(t *testing.T) {
 // ipcluster pbs through SLURM's qsub/qstat/qdel: engines that a client
 // can use, recorded with their job id, gone with ipcluster stop.
 func TestPBSEngines(t *testing.T) {
-	needSLURM(t)
+	testenv.NeedSLURM(t)
 	e := newEnv(t)
 	// SLURM's qsub writes the job's output next to the script, in the work directory.
 	out := e.mustRun("pbs", "-n", "2", "--daemon", "--workdir", t.TempDir())
@@ -170,7 +157,7 @@ func TestPBSEngines(t *testing.T) {
 // A job that hits its walltime: its engines go, the task running on them
 // fails, and ipcluster status says TIMEOUT.
 func TestSLURMWalltime(t *testing.T) {
-	needSLURM(t)
+	testenv.NeedSLURM(t)
 	if testing.Short() {
 		t.Skip("takes over a minute (a 1-minute job)")
 	}
@@ -215,7 +202,7 @@ func TestSLURMWalltime(t *testing.T) {
 // A batch job that joined but has no engines yet (waiting in the queue, or
 // never starting them) is cancelled by its batch id.
 func TestStopPendingBatchJob(t *testing.T) {
-	needSLURM(t)
+	testenv.NeedSLURM(t)
 	e := newEnv(t)
 	e.mustRun("start", "-n", "1", "--daemon")
 	tmpl := filepath.Join(t.TempDir(), "never.sbatch")

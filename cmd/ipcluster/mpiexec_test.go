@@ -13,22 +13,16 @@ import (
 	"github.com/ipcluster/ipcluster/client"
 	"github.com/ipcluster/ipcluster/engine"
 	"github.com/ipcluster/ipcluster/internal/profile"
+	"github.com/ipcluster/ipcluster/internal/testenv"
 	"github.com/ipcluster/ipcluster/mpi"
 )
-
-func needMPIExec(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("mpiexec"); err != nil {
-		t.Fatal("mpiexec not found: install Open MPI (apt-get install openmpi-bin libopenmpi-dev), as make test does")
-	}
-}
 
 // Two MPI jobs, one controller: ranks are numbered per job, a job's view
 // is in rank order, collectives run over each job's own MPI_COMM_WORLD (in
 // a build with MPI), an interrupt frees a rank stuck in a collective, and
 // one job stops while the other keeps running.
 func TestMPIExecJobs(t *testing.T) {
-	needMPIExec(t)
+	testenv.NeedMPIExec(t)
 	e := newEnv(t)
 	if out := e.mustRun("mpiexec", "-n", "4", "--daemon"); !strings.Contains(out, "job 1: 4 ranks registered") {
 		t.Fatalf("the first mpiexec said:\n%s", out)
@@ -160,7 +154,7 @@ func TestMPIExecJobs(t *testing.T) {
 // Ranks that fail before registering: the error says how mpiexec ended and
 // what each rank printed.
 func TestMPIExecFailedRanks(t *testing.T) {
-	needMPIExec(t)
+	testenv.NeedMPIExec(t)
 	e := newEnv(t)
 	out, err := e.ipcluster("mpiexec", "-n", "2", "--", "/bin/sh", "-c", `echo "rank $OMPI_COMM_WORLD_RANK: no input file" >&2; exit 3`)
 	if err == nil {
@@ -207,7 +201,7 @@ func TestMPIExecUserProgram(t *testing.T) {
 	if !mpi.Enabled {
 		t.Skip("needs a build with MPI (go test -tags mpi; make test runs it)")
 	}
-	needMPIExec(t)
+	testenv.NeedMPIExec(t)
 	gobin, err := exec.LookPath("go")
 	if err != nil {
 		t.Fatal("the go command is needed to build examples/mpi-pi")

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ipcluster/ipcluster/client"
+	"github.com/ipcluster/ipcluster/internal/console"
 )
 
 func newPx(g *globals) *cobra.Command {
@@ -47,7 +48,7 @@ allgather); registered functions as fn.name(...) or call("name", ...).`,
 			if cmd.Flags().Changed("targets") && cmd.Flags().Changed("job") {
 				return errors.New("--targets and --job choose engines two ways: give one")
 			}
-			target, err := parseTargets(targets)
+			target, err := console.ParseTargets(targets)
 			if err != nil {
 				return err
 			}
@@ -81,32 +82,6 @@ func pxCode(args []string, file string) (name, code string, err error) {
 		return "", "", errors.New("no code: give it as an argument, or with -f FILE")
 	}
 	return "", args[0], nil
-}
-
-// parseTargets reads "all" or a list of ids and ranges ("0,2,4-7").
-func parseTargets(s string) (client.Target, error) {
-	s = strings.TrimSpace(s)
-	if s == "" || s == "all" {
-		return client.All, nil
-	}
-	var ids []int
-	for part := range strings.SplitSeq(s, ",") {
-		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil || a < 0 {
-			return nil, fmt.Errorf("--targets %q: %q is not an engine id", s, part)
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(hi); err != nil || b < a {
-				return nil, fmt.Errorf("--targets %q: %q is not a range of engine ids", s, part)
-			}
-		}
-		for id := a; id <= b; id++ {
-			ids = append(ids, id)
-		}
-	}
-	return client.Engines(ids...), nil
 }
 
 // prefixer writes output chunks line by line, each prefixed with its

@@ -267,13 +267,13 @@ func (s *Session) show(ctx context.Context, r *client.AsyncResult, streamed bool
 	for _, md := range r.Metadata() {
 		prefix := fmt.Sprintf("[%d] ", md.Engine)
 		for _, text := range []string{md.Stdout, md.Stderr} {
-			if text = strings.TrimRight(text, "\n"); text != "" && !streamed {
-				fmt.Fprintln(s.out, prefix+strings.ReplaceAll(text, "\n", "\n"+prefix))
+			if text != "" && !streamed {
+				fmt.Fprint(s.out, prefixLines(prefix, text))
 			}
 		}
 		if md.Err != nil {
 			failed++
-			fmt.Fprintln(s.out, prefix+strings.ReplaceAll(describe(md.Err), "\n", "\n"+prefix))
+			fmt.Fprint(s.out, prefixLines(prefix, describe(md.Err)))
 		} else if v := values[md.Engine]; v != nil {
 			fmt.Fprintf(s.out, "%sOut: %s\n", prefix, repr(v))
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"go.starlark.net/starlark"
 
@@ -218,30 +219,15 @@ func (s *Session) byEngine(thread *starlark.Thread, t client.Target, call func(c
 	return d, nil
 }
 
+// prefixLines puts prefix before each line of text.
 func prefixLines(prefix, text string) string {
-	var out []byte
-	for _, line := range splitLines(text) {
-		out = append(out, prefix...)
-		out = append(out, line...)
-		out = append(out, '\n')
+	var b strings.Builder
+	for line := range strings.Lines(text) {
+		b.WriteString(prefix)
+		b.WriteString(strings.TrimSuffix(line, "\n"))
+		b.WriteByte('\n')
 	}
-	return string(out)
-}
-
-func splitLines(text string) []string {
-	var lines []string
-	for len(text) > 0 {
-		i := 0
-		for i < len(text) && text[i] != '\n' {
-			i++
-		}
-		lines = append(lines, text[:i])
-		if i < len(text) {
-			i++
-		}
-		text = text[i:]
-	}
-	return lines
+	return b.String()
 }
 
 // builtin makes a Starlark builtin of positional arguments; n is their
