@@ -23,7 +23,6 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -81,7 +80,7 @@ type Client struct {
 	hello    *wire.Message // the Connect request, sent first by loop on sock
 	poller   transport.Poller
 	session  *wire.Session
-	signer   *wire.Signer // I/O goroutine only
+	signer   *wire.Signer // the connection's leader only
 
 	mu      sync.Mutex
 	pending map[string]waiter // by request id
@@ -157,6 +156,11 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	c.hello = &wire.Message{Header: c.session.Header(wire.Connect)}
 	w := &controlWaiter{id: c.hello.ID, done: make(chan struct{})}
 	c.pending[c.hello.ID] = w
+	c.session.Stamp(&c.hello.Header)
+	if err := c.sock.Send(c.signer.Seal(c.hello)); err != nil {
+		c.release()
+		return nil, fmt.Errorf("client: %w", err)
+	}
 	go c.loop()
 	var reply wire.ConnectReplyContent
 	err = w.wait(ctx, c, &reply)
@@ -416,11 +420,9 @@ func (w *controlWaiter) requests() []string { return []string{w.id} }
 
 // wait waits for the reply and decodes its content into out, if not nil.
 func (w *controlWaiter) wait(ctx context.Context, c *Client, out any) error {
-	select {
-	case <-w.done:
-	case <-ctx.Done():
+	if err := c.await(ctx, w.done); err != nil {
 		c.forget(w.id)
-		return ctx.Err()
+		return err
 	}
 	if w.err != nil {
 		return w.err
@@ -472,50 +474,99 @@ func (c *Client) forget(id string) {
 	c.mu.Unlock()
 }
 
-// loop is the I/O goroutine: it owns the receiving socket, and flushes
-// the courier when asked.
+// loop is the I/O goroutine. It follows (see transport.Poller): it reads
+// the connection only when something comes while no caller waiting for a
+// reply reads it.
 func (c *Client) loop() {
 	defer close(c.ioDone)
-	c.session.Stamp(&c.hello.Header)
-	if err := c.sock.Send(c.signer.Seal(c.hello)); err != nil {
-		c.stop(fmt.Errorf("client: %w", err))
-		return
-	}
 	for {
-		if _, err := c.poller.Wait(-1); err != nil {
+		if err := c.poller.Follow(); err != nil {
 			c.stop(fmt.Errorf("client: %w", err))
 			return
 		}
-		got := false
-		for {
-			frames, err := c.sock.Recv()
-			if errors.Is(err, transport.ErrAgain) {
-				break
-			}
-			if err != nil {
-				c.stop(fmt.Errorf("client: %w", err))
-				return
-			}
-			c.handle(frames)
-			got = true
-		}
-		if got {
-			// Let the goroutines just given their results run now: this one
-			// is about to wait, perhaps blocking its thread in the kernel with
-			// its P held until the runtime takes it back, which on a VM can
-			// take tens of microseconds.
-			runtime.Gosched()
-		}
-		c.mu.Lock()
-		closing := c.closing
-		c.mu.Unlock()
-		if closing {
-			c.courier.Flush(&wire.Message{Header: c.session.Header(wire.Disconnect)})
-			c.stop(ErrClosed)
+		ok := c.step(0)
+		c.poller.Unlead()
+		if !ok {
 			return
 		}
-		c.courier.Flush()
 	}
+}
+
+// await waits until done is closed or ctx ends. While nobody else reads
+// the connection, the caller reads it itself, so that its reply reaches it
+// with no hand-over between goroutines.
+func (c *Client) await(ctx context.Context, done <-chan struct{}) error {
+	select {
+	case <-done:
+		return nil
+	default:
+	}
+	if c.poller.TryLead() {
+		if ctx.Done() != nil {
+			stop := context.AfterFunc(ctx, c.poller.Wake)
+			defer stop()
+		}
+		for {
+			select {
+			case <-done:
+				c.poller.Unlead()
+				return nil
+			default:
+			}
+			if ctx.Err() != nil {
+				c.poller.Unlead()
+				break
+			}
+			if !c.step(-1) {
+				c.poller.Unlead()
+				c.poller.Wake() // the I/O goroutine, to see the client stopped
+				break
+			}
+		}
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// step is one turn of the connection's leader: it waits up to timeout,
+// hands out what the controller sent, and sends what the courier holds. It
+// reports false once the client has stopped.
+func (c *Client) step(timeout time.Duration) bool {
+	c.mu.Lock()
+	stopped := c.err != nil
+	c.mu.Unlock()
+	if stopped {
+		return false
+	}
+	if _, err := c.poller.Wait(timeout); err != nil {
+		c.stop(fmt.Errorf("client: %w", err))
+		return false
+	}
+	for {
+		frames, err := c.sock.Recv()
+		if errors.Is(err, transport.ErrAgain) {
+			break
+		}
+		if err != nil {
+			c.stop(fmt.Errorf("client: %w", err))
+			return false
+		}
+		c.handle(frames)
+	}
+	c.mu.Lock()
+	closing := c.closing
+	c.mu.Unlock()
+	if closing {
+		c.courier.Flush(&wire.Message{Header: c.session.Header(wire.Disconnect)})
+		c.stop(ErrClosed)
+		return false
+	}
+	c.courier.Flush()
+	return true
 }
 
 // stop fails everything pending.

@@ -6,13 +6,17 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ipcluster/ipcluster/client"
+	"github.com/ipcluster/ipcluster/controller"
 	"github.com/ipcluster/ipcluster/engine"
 	"github.com/ipcluster/ipcluster/internal/clustertest"
+	"github.com/ipcluster/ipcluster/transport"
+	"github.com/ipcluster/ipcluster/transport/zmqnet"
 	"github.com/ipcluster/ipcluster/wire"
 )
 
@@ -67,10 +71,102 @@ func start(t *testing.T, engines int) (*clustertest.Cluster, *client.Client) {
 // startWatched also returns the channel on which "block" reports that it
 // has started, and on which engine.
 func startWatched(t *testing.T, engines int) (*clustertest.Cluster, *client.Client, <-chan int) {
+	return startOn(t, nil, engines)
+}
+
+// startOn starts a cluster on the network n (nil: in memory).
+func startOn(t *testing.T, n transport.Network, engines int) (*clustertest.Cluster, *client.Client, <-chan int) {
 	var flaky atomic.Int32
 	started := make(chan int, 16)
-	c := clustertest.Start(t, clustertest.Options{Engines: engines, Setup: testFunctions(&flaky, started)})
+	c := clustertest.Start(t, clustertest.Options{Engines: engines, Network: n, Setup: testFunctions(&flaky, started)})
 	return c, c.Connect(t), started
+}
+
+// zeroMQ returns a ZeroMQ network closed when the test ends.
+func zeroMQ(t *testing.T) transport.Network {
+	n, err := zmqnet.New(zmqnet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// Over real sockets, the engine's two goroutines and the client's waiting
+// callers take turns at the connections (transport.Poller): a task that
+// blocks must leave the engine answering (an interrupt reaches it, the
+// controller hears heartbeats), and replies must reach callers that wait
+// while others read the connection.
+func TestTakingTurnsOverZeroMQ(t *testing.T) {
+	started := make(chan int, 16)
+	cluster := clustertest.Start(t, clustertest.Options{Engines: 2, Network: zeroMQ(t), Setup: testFunctions(nil, started),
+		Controller: controller.Config{HeartbeatPeriod: 20 * time.Millisecond, HeartbeatMisses: 10}})
+	c := cluster.Connect(t)
+	ctx := ctx(t)
+	v := c.DirectView(client.Engines(0))
+	long, err := v.Apply(ctx, "block")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	// Work queued behind the blocked task, and a heartbeat period or more
+	// of silence from its goroutine: the engine must stay registered.
+	queued, err := v.Apply(ctx, "echo", "after")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := c.DirectView(client.Engines(1))
+	for i := range 50 {
+		if v, err := other.Apply(ctx, "square", i); err != nil {
+			t.Fatal(err)
+		} else if got, err := v.Value(ctx); err != nil || got != int64(i*i) {
+			t.Fatalf("square(%d) on the other engine = %v, %v", i, got, err)
+		}
+	}
+	// Heartbeats go on while the task blocks: the controller sees new ones.
+	seen := map[int64]bool{}
+	for len(seen) < 4 {
+		infos, err := c.Engines(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(infos, func(e wire.EngineInfo) bool { return e.ID == 0 })
+		if i < 0 || infos[i].State == "dead" || infos[i].Running != long.IDs()[0] {
+			t.Fatalf("engine 0 while its task blocks: %+v", infos)
+		}
+		seen[infos[i].LastHeartbeat] = true
+	}
+	if err := v.Interrupt(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var re *client.RemoteError
+	if _, err := long.Value(ctx); !errors.As(err, &re) || re.Type != "Interrupted" {
+		t.Fatalf("interrupted task: %v", err)
+	}
+	if got, err := queued.Value(ctx); err != nil || got != "after" {
+		t.Fatalf("task queued behind it = %v, %v", got, err)
+	}
+	// Many callers waiting at once: one reads, the others are handed
+	// their replies.
+	var wg sync.WaitGroup
+	all := c.DirectView(client.All)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 25 {
+				r, err := all.Apply(ctx, "square", g*100+i)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got, err := client.Results[int](ctx, r)
+				if err != nil || got[0] != (g*100+i)*(g*100+i) || got[1] != got[0] {
+					t.Errorf("square(%d) = %v, %v", g*100+i, got, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func ctx(t *testing.T) context.Context {

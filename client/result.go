@@ -156,10 +156,7 @@ func (r *AsyncResult) Ready() bool {
 // Wait waits until every task has finished, or ctx ends (a *TimeoutError
 // for a deadline). Task failures are reported by Get, not Wait.
 func (r *AsyncResult) Wait(ctx context.Context) error {
-	select {
-	case <-r.done:
-		return nil
-	case <-ctx.Done():
+	if err := r.c.await(ctx, r.done); err != nil {
 		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return ctx.Err()
 		}
@@ -168,6 +165,7 @@ func (r *AsyncResult) Wait(ctx context.Context) error {
 		r.mu.Unlock()
 		return &TimeoutError{Engine: -1, TaskID: r.ids[0], Message: fmt.Sprintf("%d of %d tasks finished", n-left, n), err: ctx.Err()}
 	}
+	return nil
 }
 
 // Get waits for the results and returns them keyed by engine id. If tasks

@@ -2,11 +2,12 @@
 // and data in and out of a per-engine namespace.
 //
 // An engine is the stock `ipcluster engine` process or any Go program that
-// links this package. It holds one connection to the controller, owned by
-// an I/O goroutine that keeps heartbeats, control messages (abort,
-// interrupt, shutdown) and output flowing, while an executor goroutine runs
-// work one item at a time in arrival order. So a busy engine is never taken
-// for a dead one, and an interrupt reaches a running task at once.
+// links this package. It holds one connection to the controller, which two
+// goroutines take turns to serve: the one that receives work runs it, one
+// item at a time in arrival order, while the other keeps heartbeats,
+// control messages (abort, interrupt, shutdown) and output flowing. So a
+// short task costs no hand-over between goroutines, a busy engine is never
+// taken for a dead one, and an interrupt reaches a running task at once.
 //
 //	eng, err := engine.New(engine.Options{})
 //	eng.Register("step", func(ctx context.Context, n int) (float64, error) { ... })
@@ -106,7 +107,7 @@ type Engine struct {
 	early      string
 	earlyCause error
 
-	ns    *cell.Namespace // used by the executor goroutine only
+	ns    *cell.Namespace // used by the goroutine running a task
 	cells int             // cells run, for naming them
 	job   atomic.Int64    // the controller's number for this engine's job
 
@@ -146,7 +147,6 @@ func New(opts Options) (*Engine, error) {
 		registered: make(chan struct{})}
 	e.ns = cell.NewNamespace(e.cellBuiltins())
 	e.id.Store(wire.NoEngine)
-	e.queue.ready = make(chan struct{}, 1)
 	for name, fn := range builtins() {
 		if err := e.Register(name, fn); err != nil {
 			return nil, err
@@ -289,7 +289,13 @@ func (e *Engine) emitOutput(task, stream string, data []byte) {
 	e.send(&wire.Message{Header: e.header(wire.Output, task), Content: content})
 }
 
-// ioLoop is the goroutine that owns the connection.
+// ioLoop serves the connection. Two goroutines take turns at it (see
+// transport.Poller): the leader waits for messages and handles them, and
+// runs the work they bring itself, having let go of the lead, so that a
+// short task costs no hand-over between goroutines; the other follows, and
+// takes over as soon as anything arrives while the task runs, so that a
+// busy engine still answers at once. The fields below ctx are the
+// leader's.
 type ioLoop struct {
 	e       *Engine
 	ci      *wire.ConnectionInfo
@@ -297,17 +303,26 @@ type ioLoop struct {
 	poller  transport.Poller
 	session *wire.Session
 	signer  *wire.Signer
+	ctx     context.Context // Run's
 
+	ended   chan struct{} // closed when the loop ends, err set
+	endOnce sync.Once
+	err     error // why it ended: errShutdown for a requested shutdown
+
+	alarm     *time.Timer // wakes the loop when it has something to do
+	alarmAt   time.Time
 	period    time.Duration
 	lastHeard time.Time
 	nextBeat  time.Time
-	stop      error // set when the loop must end; errShutdown for a requested shutdown
+	stop      error // set when the loop must end
 }
 
 var errShutdown = errors.New("shutdown requested")
 
-func (l *ioLoop) run(ctx context.Context) (err error) {
+func (l *ioLoop) run(ctx context.Context) error {
 	e := l.e
+	l.ctx = ctx
+	l.ended = make(chan struct{})
 	stopWake := context.AfterFunc(ctx, l.poller.Wake)
 	defer stopWake()
 	info := wire.EngineInfo{UUID: l.session.ID(), PID: os.Getpid(), Cores: e.opts.Cores,
@@ -327,85 +342,30 @@ func (l *ioLoop) run(ctx context.Context) (err error) {
 
 	// Work left from an earlier Run belongs to another session of the
 	// controller: it must not run, nor be answered, here.
-	e.queue.remove(nil)
+	e.queue.reset()
 	e.curMu.Lock()
 	e.early, e.earlyCause = "", nil
 	e.curMu.Unlock()
 
+	l.alarm = time.AfterFunc(time.Hour, l.poller.Wake)
+	defer l.alarm.Stop()
+	l.setAlarm()
 	// Stopping the executor cancels the running task with errStopping.
 	execCtx, stopExec := context.WithCancelCause(context.Background())
-	var execDone sync.WaitGroup
-	stopped := false
-	stopExecutor := func() error {
-		stopped = true
-		stopExec(stoppingError(ctx))
-		return e.waitExecutor(&execDone)
+	defer stopExec(nil)
+	var servers sync.WaitGroup
+	for range 2 {
+		servers.Go(func() { l.serve(execCtx, &servers) })
 	}
-	defer func() {
-		if !stopped {
-			if stuck := stopExecutor(); stuck != nil && err == nil {
-				err = stuck
-			}
-		}
-	}()
-	started := false
-	for {
-		now := time.Now()
-		if ctx.Err() != nil && l.stop == nil {
-			l.stop = errShutdown
-		}
-		if l.stop != nil {
-			break
-		}
-		wait := l.lastHeard.Add(e.opts.Timeout).Sub(now)
-		if wait <= 0 {
-			if l.period == 0 {
-				return fmt.Errorf("engine: %w: no answer to registration from %s within %v (is the controller running?)",
-					ErrControllerLost, l.ci.Endpoint, e.opts.Timeout)
-			}
-			return fmt.Errorf("engine: %w: nothing heard from %s for %v", ErrControllerLost, l.ci.Endpoint, e.opts.Timeout)
-		}
-		if l.period > 0 {
-			wait = min(wait, l.nextBeat.Sub(now))
-		}
-		if _, err := l.poller.Wait(max(wait, time.Millisecond)); err != nil {
-			return fmt.Errorf("engine: %w", err)
-		}
-		got := false
-		for {
-			frames, err := l.sock.Recv()
-			if errors.Is(err, transport.ErrAgain) {
-				break
-			}
-			if err != nil {
-				return fmt.Errorf("engine: %w", err)
-			}
-			l.handle(frames)
-			got = true
-		}
-		if got {
-			// Let the executor start on what it was just given: this
-			// goroutine is about to wait, perhaps blocking its thread in the
-			// kernel with its P held until the runtime takes it back, which
-			// on a VM can take tens of microseconds.
-			runtime.Gosched()
-		}
-		if l.period > 0 && !started {
-			started = true
-			execDone.Go(func() { e.execute(execCtx, &execDone) })
-		}
-		e.courier.Flush()
-		if l.period > 0 && !time.Now().Before(l.nextBeat) {
-			l.heartbeat()
-		}
+	<-l.ended
+	// Queued work is not started; the controller learns of it from the
+	// goodbye. The running task ends, and its reply goes out.
+	e.queue.close()
+	stopExec(stoppingError(ctx))
+	stuck := e.waitExecutor(&servers)
+	if !errors.Is(l.err, errShutdown) {
+		return l.err
 	}
-	if !errors.Is(l.stop, errShutdown) {
-		return l.stop
-	}
-	// An orderly stop: end the running task, let its reply out, and say
-	// goodbye. Queued work is not started; the controller learns of it
-	// from the goodbye.
-	stuck := stopExecutor()
 	if l.period > 0 {
 		e.courier.Flush(&wire.Message{Header: e.header(wire.Unregister, "")})
 	} else {
@@ -413,6 +373,145 @@ func (l *ioLoop) run(ctx context.Context) (err error) {
 	}
 	e.log.Info("engine stopped", "engine", e.ID())
 	return stuck
+}
+
+// serve is the body of the goroutines that take turns at the connection.
+func (l *ioLoop) serve(execCtx context.Context, servers *sync.WaitGroup) {
+	e := l.e
+	replace := func() { servers.Go(func() { l.serve(execCtx, servers) }) }
+	for {
+		e.work(execCtx, e.queue.take(), replace)
+		if l.isEnded() {
+			return
+		}
+		if !l.poller.TryLead() {
+			if err := l.poller.Follow(); err != nil {
+				l.end(fmt.Errorf("engine: %w", err))
+				return
+			}
+		}
+		m := l.lead()
+		if m == nil {
+			return
+		}
+		e.work(execCtx, m, replace)
+	}
+}
+
+// work runs m, if not nil, and then what else is queued, until the queue
+// is empty. A task that ends its goroutine with runtime.Goexit fails, and
+// replace is called for a new goroutine to take this one's place.
+func (e *Engine) work(ctx context.Context, m *wire.Message, replace func()) {
+	defer func() {
+		if m == nil {
+			return
+		}
+		e.queue.done()
+		h := e.header(wire.TaskReply, m.ID)
+		h.Status = wire.StatusError
+		now := time.Now().UnixNano()
+		h.Started, h.Completed = now, now
+		content, _ := wire.EncodeContent(wire.ErrorInfo{Type: "Panic", Message: "the task called runtime.Goexit"})
+		e.send(&wire.Message{Header: h, Content: content})
+		replace()
+	}()
+	for m != nil {
+		e.send(e.run(ctx, m))
+		m = e.queue.next()
+	}
+}
+
+// lead is the leader's loop: it handles what comes until it has work to
+// run, which it returns having let go of the lead, or until the loop ends
+// (nil).
+func (l *ioLoop) lead() *wire.Message {
+	e := l.e
+	for {
+		if l.isEnded() {
+			l.resign()
+			return nil
+		}
+		now := time.Now()
+		if l.ctx.Err() != nil && l.stop == nil {
+			l.stop = errShutdown
+		}
+		if l.stop == nil && !now.Before(l.lastHeard.Add(e.opts.Timeout)) {
+			if l.period == 0 {
+				l.stop = fmt.Errorf("engine: %w: no answer to registration from %s within %v (is the controller running?)",
+					ErrControllerLost, l.ci.Endpoint, e.opts.Timeout)
+			} else {
+				l.stop = fmt.Errorf("engine: %w: nothing heard from %s for %v", ErrControllerLost, l.ci.Endpoint, e.opts.Timeout)
+			}
+		}
+		if l.stop != nil {
+			l.end(l.stop)
+			l.resign()
+			return nil
+		}
+		if l.period > 0 && !now.Before(l.nextBeat) {
+			l.heartbeat()
+		}
+		l.setAlarm()
+		if _, err := l.poller.Wait(-1); err != nil {
+			l.stop = fmt.Errorf("engine: %w", err)
+			continue
+		}
+		for l.stop == nil {
+			frames, err := l.sock.Recv()
+			if errors.Is(err, transport.ErrAgain) {
+				break
+			}
+			if err != nil {
+				l.stop = fmt.Errorf("engine: %w", err)
+				break
+			}
+			l.handle(frames)
+		}
+		e.courier.Flush()
+		if l.stop == nil && l.period > 0 {
+			if m := e.queue.take(); m != nil {
+				l.poller.Unlead()
+				return m
+			}
+		}
+	}
+}
+
+// setAlarm wakes the loop when it next has something to do: send a
+// heartbeat, or give up on a silent controller.
+func (l *ioLoop) setAlarm() {
+	at := l.lastHeard.Add(l.e.opts.Timeout)
+	if l.period > 0 && l.nextBeat.Before(at) {
+		at = l.nextBeat
+	}
+	if !at.Equal(l.alarmAt) {
+		l.alarmAt = at
+		l.alarm.Reset(max(time.Until(at), time.Millisecond))
+	}
+}
+
+// end ends the loop with err (the first call counts).
+func (l *ioLoop) end(err error) {
+	l.endOnce.Do(func() {
+		l.err = err
+		close(l.ended)
+	})
+}
+
+func (l *ioLoop) isEnded() bool {
+	select {
+	case <-l.ended:
+		return true
+	default:
+		return false
+	}
+}
+
+// resign lets go of the lead as the loop ends, and wakes the other
+// goroutine to see that it has.
+func (l *ioLoop) resign() {
+	l.poller.Unlead()
+	l.poller.Wake()
 }
 
 // stoppingError says why a running task ends as its engine stops: with
@@ -578,7 +677,7 @@ func (e *Engine) interrupt(cause error, ids ...string) {
 		}
 		return
 	}
-	if id := e.queue.next(); meant(id) {
+	if id := e.queue.upcoming(); meant(id) {
 		e.early, e.earlyCause = id, cause
 	}
 }
@@ -600,55 +699,79 @@ func (e *Engine) finish() {
 	e.curMu.Lock()
 	defer e.curMu.Unlock()
 	e.cur, e.curID = nil, ""
-	e.queue.done()
 }
 
 func (e *Engine) currentID() string { return e.queue.current() }
 
-// workQueue holds work in arrival order between the I/O goroutine and the
-// executor.
+// workQueue holds work in arrival order until a goroutine runs it, one
+// item at a time.
 type workQueue struct {
 	mu      sync.Mutex
 	items   []*wire.Message
-	running string
-	ready   chan struct{}
+	running string // the id of the item being run
+	runner  bool   // a goroutine runs items
+	closed  bool   // nothing more is taken
 }
 
 func (q *workQueue) push(m *wire.Message) {
 	q.mu.Lock()
 	q.items = append(q.items, m)
 	q.mu.Unlock()
-	select {
-	case q.ready <- struct{}{}:
-	default:
-	}
 }
 
-// pop takes the next item, waiting for one, and marks it running. Once
-// ctx is done it takes nothing, even if items are waiting.
-func (q *workQueue) pop(ctx context.Context) (*wire.Message, bool) {
-	for {
-		q.mu.Lock()
-		q.running = ""
-		if ctx.Err() != nil {
-			q.mu.Unlock()
-			return nil, false
-		}
-		if len(q.items) > 0 {
-			m := q.items[0]
-			q.items[0] = nil
-			q.items = q.items[1:]
-			q.running = m.ID
-			q.mu.Unlock()
-			return m, true
-		}
-		q.mu.Unlock()
-		select {
-		case <-q.ready:
-		case <-ctx.Done():
-			return nil, false
-		}
+// take returns the next item if no goroutine runs one, and makes the
+// caller the runner; else nil.
+func (q *workQueue) take() *wire.Message {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.runner || q.closed || len(q.items) == 0 {
+		return nil
 	}
+	q.runner = true
+	return q.popLocked()
+}
+
+// next ends the runner's item and returns the next one, or nil: then the
+// caller is no longer the runner.
+func (q *workQueue) next() *wire.Message {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.running = ""
+	if q.closed || len(q.items) == 0 {
+		q.runner = false
+		return nil
+	}
+	return q.popLocked()
+}
+
+func (q *workQueue) popLocked() *wire.Message {
+	m := q.items[0]
+	q.items[0] = nil
+	q.items = q.items[1:]
+	q.running = m.ID
+	return m
+}
+
+// done ends the runner's turn, whether or not it has more to take.
+func (q *workQueue) done() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.running, q.runner = "", false
+}
+
+// close stops the taking of items.
+func (q *workQueue) close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+}
+
+// reset drops all items and opens the queue.
+func (q *workQueue) reset() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	clear(q.items)
+	q.items, q.closed = q.items[:0], false
 }
 
 // remove takes the queued items with the given ids, or all if ids is empty.
@@ -681,16 +804,9 @@ func (q *workQueue) current() string {
 	return q.running
 }
 
-// done records that the running item has ended.
-func (q *workQueue) done() {
-	q.mu.Lock()
-	q.running = ""
-	q.mu.Unlock()
-}
-
-// next returns the id of the item taken and not yet finished, or else of
-// the first queued item, or "".
-func (q *workQueue) next() string {
+// upcoming returns the id of the item being run, or else of the first
+// queued item, or "".
+func (q *workQueue) upcoming() string {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	switch {
@@ -700,34 +816,6 @@ func (q *workQueue) next() string {
 		return q.items[0].ID
 	}
 	return ""
-}
-
-// execute runs queued work until ctx ends. A task that ends its goroutine
-// with runtime.Goexit fails, and a new goroutine of wg takes over.
-func (e *Engine) execute(ctx context.Context, wg *sync.WaitGroup) {
-	var m *wire.Message
-	returned := false
-	defer func() {
-		if returned || m == nil {
-			return
-		}
-		h := e.header(wire.TaskReply, m.ID)
-		h.Status = wire.StatusError
-		now := time.Now().UnixNano()
-		h.Started, h.Completed = now, now
-		content, _ := wire.EncodeContent(wire.ErrorInfo{Type: "Panic", Message: "the task called runtime.Goexit"})
-		e.send(&wire.Message{Header: h, Content: content})
-		wg.Go(func() { e.execute(ctx, wg) })
-	}()
-	for {
-		var ok bool
-		if m, ok = e.queue.pop(ctx); !ok {
-			returned = true
-			return
-		}
-		e.send(e.run(ctx, m))
-		m = nil
-	}
 }
 
 // run executes one work request and returns its reply.

@@ -64,10 +64,11 @@ func outcome(t *testing.T, reply *wire.Message) (string, string) {
 
 func popRun(t *testing.T, e *Engine, ctx context.Context) *wire.Message {
 	t.Helper()
-	m, ok := e.queue.pop(ctx)
-	if !ok {
+	m := e.queue.take()
+	if m == nil {
 		t.Fatal("nothing to run")
 	}
+	defer e.queue.done()
 	return e.run(ctx, m)
 }
 
@@ -100,11 +101,12 @@ func TestInterruptBeforeStart(t *testing.T) {
 
 	// Taken from the queue but not yet started.
 	e.queue.push(work(t, wire.Apply, "t3", "count"))
-	m, _ := e.queue.pop(ctx)
+	m := e.queue.take()
 	e.interrupt(errInterrupted)
 	if typ, _ := outcome(t, e.run(ctx, m)); typ != "Interrupted" {
-		t.Fatalf("task interrupted between pop and start: %q", typ)
+		t.Fatalf("task interrupted between take and start: %q", typ)
 	}
+	e.queue.done()
 
 	// With nothing running or queued, an interrupt has nothing to stop,
 	// and later work is not affected.
@@ -167,7 +169,7 @@ func TestInterruptRunning(t *testing.T) {
 		}
 		e.interrupt(errInterrupted)
 	}()
-	m, _ := e.queue.pop(context.Background())
+	m := e.queue.take()
 	reply := within(t, "an interrupted task", func() *wire.Message { return e.run(context.Background(), m) })
 	if typ, _ := outcome(t, reply); typ != "Interrupted" {
 		t.Fatalf("interrupted task: %q", typ)
@@ -179,29 +181,33 @@ func TestTaskTimeout(t *testing.T) {
 	m := work(t, wire.Apply, "t1", "sleep", 3600.0)
 	m.Timeout = time.Millisecond
 	e.queue.push(m)
-	m, _ = e.queue.pop(context.Background())
+	m = e.queue.take()
 	reply := within(t, "a task with a timeout", func() *wire.Message { return e.run(context.Background(), m) })
 	if typ, msg := outcome(t, reply); typ != "TimeoutError" || !strings.Contains(msg, "timeout of 1ms") {
 		t.Fatalf("timed-out task: %q %q", typ, msg)
 	}
 }
 
-// Once the executor stops, it starts nothing more, even with work queued,
-// and a task it took but had not started ends with the engine's stop.
-func TestStoppedExecutor(t *testing.T) {
+// Once the engine stops, it starts nothing more, even with work queued,
+// and a task taken but not started ends with the engine's stop.
+func TestStoppedEngineStartsNothing(t *testing.T) {
 	e := newTestEngine(t)
 	var calls atomic.Int32
 	e.Register("count", func() { calls.Add(1) })
 	ctx, stop := context.WithCancelCause(context.Background())
 	e.queue.push(work(t, wire.Apply, "t1", "count"))
 	e.queue.push(work(t, wire.Apply, "t2", "count"))
-	m, _ := e.queue.pop(ctx)
+	m := e.queue.take()
+	e.queue.close()
 	stop(errStopping)
 	if typ, msg := outcome(t, e.run(ctx, m)); typ != "EngineError" || !strings.Contains(msg, "shut down") {
-		t.Fatalf("task of a stopped executor: %q %q", typ, msg)
+		t.Fatalf("task of a stopped engine: %q %q", typ, msg)
 	}
-	if m, ok := e.queue.pop(ctx); ok {
-		t.Fatalf("a stopped executor took %s", m.ID)
+	if m := e.queue.next(); m != nil {
+		t.Fatalf("a stopped engine took %s", m.ID)
+	}
+	if m := e.queue.take(); m != nil {
+		t.Fatalf("a stopped engine let %s be taken", m.ID)
 	}
 	if calls.Load() != 0 || e.queue.len() != 1 {
 		t.Fatalf("%d calls, %d queued; want none run and t2 left", calls.Load(), e.queue.len())
@@ -271,15 +277,13 @@ func TestGoexitInTask(t *testing.T) {
 			sent <- m
 		}
 	}
-	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { e.execute(ctx, &wg) })
-	defer func() {
-		stop()
-		wg.Wait()
-	}()
+	defer wg.Wait()
+	var replace func()
+	replace = func() { wg.Go(func() { e.work(context.Background(), e.queue.take(), replace) }) }
 	e.queue.push(work(t, wire.Apply, "t1", "goexit"))
 	e.queue.push(work(t, wire.Apply, "t2", "echo", "still here"))
+	replace()
 	var replies []*wire.Message
 	for len(replies) < 2 {
 		select {

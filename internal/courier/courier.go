@@ -75,6 +75,9 @@ func (c *Courier) Flush(ms ...*wire.Message) {
 // write stamps, signs and sends ms: several as batches, each batch
 // stamped before the messages it carries. Called with c.mu held.
 func (c *Courier) write(ms []*wire.Message) {
+	if len(ms) == 0 {
+		return // no send: the line stays as idle as it was
+	}
 	for len(ms) > 0 {
 		n := min(len(ms), MaxBatch)
 		var h wire.Header

@@ -269,18 +269,80 @@ func (d *dealer) Close() error {
 type poller struct {
 	inboxes []*inbox
 	wake    chan struct{}
+
+	mu      sync.Mutex
+	leading bool
+	closed  bool
+	follow  chan struct{} // a Follow may find something to do
 }
 
+// notify rings for input or a Wake: the leader's Wait, or a follower.
 func (p *poller) notify() {
 	select {
 	case p.wake <- struct{}{}:
 	default:
 	}
+	p.mu.Lock()
+	if !p.leading {
+		p.ringFollow()
+	}
+	p.mu.Unlock()
+}
+
+// ringFollow lets a Follow look. p.mu is held.
+func (p *poller) ringFollow() {
+	if p.closed {
+		return
+	}
+	select {
+	case p.follow <- struct{}{}:
+	default:
+	}
+}
+
+func (p *poller) TryLead() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.leading {
+		return false
+	}
+	p.leading = true
+	return true
+}
+
+func (p *poller) Unlead() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.leading = false
+	pending := len(p.wake) > 0 // a Wake the leader did not see
+	for _, q := range p.inboxes {
+		pending = pending || q.ready()
+	}
+	if pending {
+		p.ringFollow()
+	}
+}
+
+func (p *poller) Follow() error {
+	for range p.follow {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return fmt.Errorf("memnet: follow: %w", transport.ErrClosed)
+		}
+		if !p.leading {
+			p.leading = true
+			p.mu.Unlock()
+			return nil
+		}
+		p.mu.Unlock()
+	}
+	return fmt.Errorf("memnet: follow: %w", transport.ErrClosed)
 }
 
 // NewPoller implements transport.Network.
 func (n *Network) NewPoller(socks ...transport.Socket) (transport.Poller, error) {
-	p := &poller{wake: make(chan struct{}, 1)}
+	p := &poller{wake: make(chan struct{}, 1), follow: make(chan struct{}, 1)}
 	for _, s := range socks {
 		var q *inbox
 		switch s := s.(type) {
@@ -329,6 +391,12 @@ func (p *poller) Wait(timeout time.Duration) ([]bool, error) {
 func (p *poller) Wake() { p.notify() }
 
 func (p *poller) Close() error {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		close(p.follow)
+	}
+	p.mu.Unlock()
 	for _, q := range p.inboxes {
 		q.mu.Lock()
 		if q.poller == p {

@@ -35,6 +35,8 @@ func Run(t *testing.T, s Setup) {
 	t.Run("Wake", func(t *testing.T) { testWake(t, s) })
 	t.Run("WakeStress", func(t *testing.T) { testWakeStress(t, s) })
 	t.Run("Handover", func(t *testing.T) { testHandover(t, s) })
+	t.Run("Turns", func(t *testing.T) { testTurns(t, s) })
+	t.Run("TurnsStress", func(t *testing.T) { testTurnsStress(t, s) })
 }
 
 // recvWait polls one socket until a message arrives or a generous deadline
@@ -336,4 +338,213 @@ func testWakeStress(t *testing.T, s Setup) {
 	}
 	p.Close()
 	closeAll(t, n, r)
+}
+
+// await fails the test unless ch yields within a generous deadline (a
+// failure, not a synchronisation: correct code is immediate).
+func await[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: nothing within 10 s", what)
+		panic("unreachable")
+	}
+}
+
+// connected returns a router and a dealer, id "d", that it can reach.
+func connected(t *testing.T, s Setup, n transport.Network) (transport.Socket, transport.Socket) {
+	t.Helper()
+	r, ep, err := n.Bind(s.Endpoint(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := n.Dial(ep, []byte("d"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Send([][]byte{[]byte("hello")})
+	recvWait(t, n, r)
+	return r, d
+}
+
+// testTurns checks leader and followers: one leader at a time; a follower
+// takes over for input or a wake only while nobody leads; Close frees it.
+func testTurns(t *testing.T, s Setup) {
+	n := s.New(t)
+	r, d := connected(t, s, n)
+	p, err := n.NewPoller(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		p.Close()
+		closeAll(t, n, d, r)
+	}()
+	send := func(text string) {
+		t.Helper()
+		if err := r.Send([][]byte{[]byte("d"), []byte(text)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !p.TryLead() {
+		t.Fatal("TryLead of a new poller failed")
+	}
+	if p.TryLead() {
+		t.Fatal("a second TryLead succeeded")
+	}
+	followed := make(chan error, 1)
+	follow := func() { go func() { followed <- p.Follow() }() }
+
+	// Input while somebody leads is the leader's: the follower stays put.
+	follow()
+	send("one")
+	if _, err := p.Wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := d.Recv(); err != nil || string(m[0]) != "one" {
+		t.Fatalf("leader's Recv = %q, %v", m, err)
+	}
+	select {
+	case err := <-followed:
+		t.Fatalf("Follow returned (%v) while somebody led", err)
+	default:
+	}
+	// Input with nobody leading makes the follower the leader.
+	p.Unlead()
+	send("two")
+	if err := await(t, followed, "Follow after input"); err != nil {
+		t.Fatal(err)
+	}
+	if p.TryLead() {
+		t.Fatal("TryLead succeeded while the follower led")
+	}
+	if m := recvWait(t, n, d); string(m[0]) != "two" {
+		t.Fatalf("follower's Recv = %q", m)
+	}
+	// Input that came while the leader led, and that it left, is a
+	// follower's once it lets go.
+	send("three")
+	recvWaitReady(t, p, d)
+	follow()
+	p.Unlead()
+	if err := await(t, followed, "Follow for input left by the leader"); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := d.Recv(); err != nil || string(m[0]) != "three" {
+		t.Fatalf("Recv = %q, %v", m, err)
+	}
+	// A wake with nobody leading makes the follower the leader.
+	follow()
+	p.Unlead()
+	p.Wake()
+	if err := await(t, followed, "Follow after Wake"); err != nil {
+		t.Fatal(err)
+	}
+	p.Wait(0) // the leader sees the wake
+	// Close frees a follower, with ErrClosed.
+	follow()
+	p.Close()
+	if err := await(t, followed, "Follow after Close"); !errors.Is(err, transport.ErrClosed) {
+		t.Fatalf("Follow after Close = %v, want ErrClosed", err)
+	}
+}
+
+// recvWaitReady waits, as the leader, until d has a message, and leaves
+// it there.
+func recvWaitReady(t *testing.T, p transport.Poller, d transport.Socket) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ready, err := p.Wait(time.Until(deadline))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ready[0] {
+			return
+		}
+	}
+	t.Fatal("no message within 10 s")
+}
+
+// testTurnsStress has two goroutines take turns as engines do: the leader
+// receives a message, lets go of the lead, and answers it, while the other
+// follows. A message left unseen stalls the exchange for good.
+func testTurnsStress(t *testing.T, s Setup) {
+	n := s.New(t)
+	r, d := connected(t, s, n)
+	p, err := n.NewPoller(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 2000
+	var wg sync.WaitGroup
+	var handled atomic.Int64
+	var dmu sync.Mutex // the dealer sends from both goroutines
+	serve := func() {
+		defer wg.Done()
+		for {
+			if !p.TryLead() {
+				if err := p.Follow(); err != nil {
+					return
+				}
+			}
+			for {
+				if handled.Load() >= total {
+					p.Unlead()
+					return
+				}
+				if _, err := p.Wait(-1); err != nil {
+					p.Unlead()
+					return
+				}
+				m, err := d.Recv()
+				if errors.Is(err, transport.ErrAgain) {
+					continue
+				}
+				if err != nil {
+					p.Unlead()
+					return
+				}
+				p.Unlead()
+				handled.Add(1) // before the echo: the last one ends the test
+				dmu.Lock()
+				d.Send(m)
+				dmu.Unlock()
+				break
+			}
+		}
+	}
+	wg.Add(2)
+	go serve()
+	go serve()
+	rp, err := n.NewPoller(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range total {
+		if err := r.Send([][]byte{[]byte("d"), fmt.Appendf(nil, "%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			m, err := r.Recv()
+			if err == nil {
+				if string(m[1]) != fmt.Sprint(i) {
+					t.Fatalf("echo %d = %q", i, m[1])
+				}
+				break
+			}
+			if !time.Now().Before(deadline) {
+				t.Fatalf("echo %d: nothing within 10 s: a message was left unseen", i)
+			}
+			rp.Wait(time.Until(deadline))
+		}
+	}
+	p.Wake()
+	p.Close()
+	wg.Wait()
+	rp.Close()
+	closeAll(t, n, d, r)
 }

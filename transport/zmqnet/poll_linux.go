@@ -13,6 +13,8 @@ import (
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+
+	"github.com/ipcluster/ipcluster/transport"
 )
 
 // The Linux poller waits on an epoll instance of its own. Each ZeroMQ
@@ -28,6 +30,13 @@ import (
 // process) a thread each would cost more than it saves, so it parks the
 // goroutine in Go's network poller instead, on the epoll instance's own
 // descriptor, like any network connection.
+//
+// Goroutines take turns at a poller (see transport.Poller). The leader
+// waits as above. A follower parks in Go's network poller on a second
+// epoll instance, follow, which watches the first and is armed
+// (EPOLLIN|EPOLLONESHOT) only while nobody leads: while somebody does, no
+// message wakes the follower's thread. Arming and disarming cost one
+// epoll_ctl each, a fraction of the thread wake-up a hand-over would cost.
 //
 // ZMQ_FD is edge-triggered and says only "look again": the truth is
 // ZMQ_EVENTS, which Wait reads for every socket before it waits and after
@@ -67,24 +76,55 @@ func (n *Network) newPoller(socks []*zmq.Socket) (*poller, error) {
 	if err := add(p.wakeFD); err != nil {
 		return fail("watch eventfd", err)
 	}
-	// A non-blocking descriptor given to os.NewFile joins Go's network
-	// poller; an epoll instance is readable when one of its own is.
-	if err := syscall.SetNonblock(epfd, true); err != nil {
-		return fail("non-blocking epoll", err)
-	}
-	p.file = os.NewFile(uintptr(epfd), "zmqnet-poller")
-	if p.conn, err = p.file.SyscallConn(); err != nil {
-		p.file.Close()
-		syscall.Close(p.wakeFD)
-		return nil, fmt.Errorf("zmqnet: poller: %w", err)
-	}
 	p.drainFn = p.drain
+	if err := p.openFollow(); err != nil {
+		syscall.Close(epfd)
+		syscall.Close(p.wakeFD)
+		return nil, err
+	}
 	n.pollers.Add(1)
 	return p, nil
 }
 
-// epollET is EPOLLET as the uint32 EpollEvent.Events holds.
-const epollET = 1 << 31
+// openFollow makes the epoll instance followers wait on, armed: nobody
+// leads yet.
+func (p *poller) openFollow() error {
+	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("zmqnet: epoll: %w", err)
+	}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollOneShot, Fd: int32(p.epfd)}
+	if err := syscall.EpollCtl(fd, syscall.EPOLL_CTL_ADD, p.epfd, &ev); err != nil {
+		syscall.Close(fd)
+		return fmt.Errorf("zmqnet: poller: watch epoll: %w", err)
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		syscall.Close(fd)
+		return fmt.Errorf("zmqnet: poller: non-blocking epoll: %w", err)
+	}
+	p.followFile = os.NewFile(uintptr(fd), "zmqnet-follow")
+	conn, err := p.followFile.SyscallConn()
+	if err != nil {
+		p.followFile.Close()
+		return fmt.Errorf("zmqnet: poller: %w", err)
+	}
+	p.followFD, p.followConn, p.armed = fd, conn, true
+	p.followFn = func(fd uintptr) bool {
+		n, err := syscall.EpollWait(int(fd), p.followEv[:], 0)
+		if err != nil {
+			return err != syscall.EINTR
+		}
+		return n > 0
+	}
+	return nil
+}
+
+// epollET and epollOneShot are EPOLLET and EPOLLONESHOT as the uint32
+// EpollEvent.Events holds.
+const (
+	epollET      = 1 << 31
+	epollOneShot = 1 << 30
+)
 
 type poller struct {
 	net      *Network
@@ -101,6 +141,82 @@ type poller struct {
 	pending atomic.Bool // a Wake not yet seen by Wait
 	wmu     sync.Mutex  // orders Wake's write against Close
 	closed  bool        // under wmu
+
+	// Taking turns.
+	followFD   int
+	followFile *os.File
+	followConn syscall.RawConn
+	followFn   func(fd uintptr) bool
+	followEv   [1]syscall.EpollEvent // used under followFile's read lock
+	lmu        sync.Mutex
+	leading    bool // under lmu
+	armed      bool // follow may fire; under lmu
+	lclosed    bool // under lmu
+}
+
+func (p *poller) TryLead() bool {
+	p.lmu.Lock()
+	defer p.lmu.Unlock()
+	if p.leading {
+		return false
+	}
+	p.leading = true
+	if p.armed {
+		p.arm(false)
+	}
+	return true
+}
+
+func (p *poller) Unlead() {
+	// Edges the leader has already looked behind would wake a follower for
+	// nothing: take them. Then ring again for what is not seen yet: a
+	// message waiting (its edge came while the leader still looked), or a
+	// Wake that no Wait has answered.
+	n, err := syscall.EpollWait(p.epfd, p.events, 0)
+	if err == nil {
+		p.drainWake(n)
+	}
+	ring := p.pending.Load()
+	for _, s := range p.socks {
+		if ev, err := s.GetEvents(); err == nil && ev&zmq.POLLIN != 0 {
+			ring = true
+		}
+	}
+	p.lmu.Lock()
+	p.leading = false
+	p.arm(true)
+	p.lmu.Unlock()
+	if ring {
+		p.ring()
+	}
+}
+
+func (p *poller) Follow() error {
+	for {
+		if err := p.followConn.Read(p.followFn); err != nil {
+			return fmt.Errorf("zmqnet: follow: %w", transport.ErrClosed)
+		}
+		p.lmu.Lock()
+		if !p.leading {
+			p.leading, p.armed = true, false // the one-shot has fired
+			p.lmu.Unlock()
+			return nil
+		}
+		p.lmu.Unlock()
+	}
+}
+
+// arm lets input wake a follower, or stops it. p.lmu is held.
+func (p *poller) arm(on bool) {
+	if p.lclosed {
+		return
+	}
+	ev := syscall.EpollEvent{Events: epollOneShot, Fd: int32(p.epfd)}
+	if on {
+		ev.Events |= syscall.EPOLLIN
+	}
+	syscall.EpollCtl(p.followFD, syscall.EPOLL_CTL_MOD, p.epfd, &ev)
+	p.armed = on
 }
 
 func (p *poller) Wait(timeout time.Duration) ([]bool, error) {
@@ -133,6 +249,11 @@ func (p *poller) Wait(timeout time.Duration) ([]bool, error) {
 			}
 			continue
 		}
+		if p.file == nil {
+			if err := p.park(); err != nil {
+				return nil, err
+			}
+		}
 		if !deadline.Equal(p.deadline) {
 			if err := p.file.SetReadDeadline(deadline); err != nil {
 				return nil, fmt.Errorf("zmqnet: poll: %w", err)
@@ -143,6 +264,24 @@ func (p *poller) Wait(timeout time.Duration) ([]bool, error) {
 			return nil, fmt.Errorf("zmqnet: poll: %w", err)
 		}
 	}
+}
+
+// park makes the epoll instance a descriptor of Go's network poller, the
+// first time Wait parks: a poller that only ever blocks keeps it out, or
+// every message would also wake whichever thread sleeps in Go's poller.
+func (p *poller) park() error {
+	// A non-blocking descriptor given to os.NewFile joins Go's network
+	// poller; an epoll instance is readable when one of its own is.
+	if err := syscall.SetNonblock(p.epfd, true); err != nil {
+		return fmt.Errorf("zmqnet: poller: non-blocking epoll: %w", err)
+	}
+	p.file = os.NewFile(uintptr(p.epfd), "zmqnet-poller")
+	conn, err := p.file.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("zmqnet: poller: %w", err)
+	}
+	p.conn = conn
+	return nil
 }
 
 // block waits in epoll_wait until an event or the deadline (zero: none).
@@ -190,6 +329,11 @@ func (p *poller) Wake() {
 	if p.pending.Swap(true) {
 		return // a wake-up is already on its way
 	}
+	p.ring()
+}
+
+// ring makes the wake-up descriptor readable.
+func (p *poller) ring() {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	if !p.closed {
@@ -200,6 +344,12 @@ func (p *poller) Wake() {
 }
 
 func (p *poller) Close() error {
+	p.lmu.Lock()
+	if !p.lclosed {
+		p.lclosed = true
+		p.followFile.Close() // a parked Follow returns
+	}
+	p.lmu.Unlock()
 	p.wmu.Lock()
 	if p.closed {
 		p.wmu.Unlock()
@@ -209,5 +359,8 @@ func (p *poller) Close() error {
 	syscall.Close(p.wakeFD)
 	p.wmu.Unlock()
 	p.net.pollers.Add(-1)
+	if p.file == nil {
+		return syscall.Close(p.epfd)
+	}
 	return p.file.Close()
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+
+	"github.com/ipcluster/ipcluster/transport"
 )
 
 // newPoller returns a poller built on zmq_poll, which blocks the calling
@@ -41,11 +43,48 @@ func (n *Network) newPoller(socks []*zmq.Socket) (*poller, error) {
 		return nil, err
 	}
 	p := &poller{zp: zmq.NewPoller(), n: len(socks), wakeR: r, wakeW: w}
+	p.lcond = sync.NewCond(&p.lmu)
 	for _, s := range socks {
 		p.zp.Add(s, zmq.POLLIN)
 	}
 	p.zp.Add(r, zmq.POLLIN)
 	return p, nil
+}
+
+// Here a follower takes the lead as soon as nobody holds it, and waits
+// for input as the leader: goroutines take turns correctly, without the
+// saving the Linux poller brings.
+
+func (p *poller) TryLead() bool {
+	p.lmu.Lock()
+	defer p.lmu.Unlock()
+	if p.leading {
+		return false
+	}
+	p.leading = true
+	return true
+}
+
+func (p *poller) Unlead() {
+	p.lmu.Lock()
+	p.leading = false
+	p.lmu.Unlock()
+	p.lcond.Broadcast()
+}
+
+func (p *poller) Follow() error {
+	p.lmu.Lock()
+	for p.leading && !p.lclosed {
+		p.lcond.Wait()
+	}
+	if p.lclosed {
+		p.lmu.Unlock()
+		return fmt.Errorf("zmqnet: follow: %w", transport.ErrClosed)
+	}
+	p.leading = true
+	p.lmu.Unlock()
+	_, err := p.Wait(-1)
+	return err
 }
 
 type poller struct {
@@ -56,6 +95,11 @@ type poller struct {
 	wakeW   *zmq.Socket
 	pending atomic.Bool
 	closed  bool // under wmu
+
+	lmu     sync.Mutex
+	lcond   *sync.Cond
+	leading bool // under lmu
+	lclosed bool // under lmu
 }
 
 func (p *poller) Wait(timeout time.Duration) ([]bool, error) {
@@ -99,6 +143,10 @@ func (p *poller) Wake() {
 }
 
 func (p *poller) Close() error {
+	p.lmu.Lock()
+	p.lclosed = true
+	p.lmu.Unlock()
+	p.lcond.Broadcast()
 	p.wmu.Lock()
 	p.closed = true
 	p.wakeW.Close()
