@@ -43,7 +43,7 @@ import (
 // every wake-up, so no message is missed however the edges fall.
 
 // newPoller returns a poller over socks. n.mu is held.
-func (n *Network) newPoller(socks []*zmq.Socket) (*poller, error) {
+func (n *Network) newPoller(socks []*socket) (*poller, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("zmqnet: epoll: %w", err)
@@ -65,7 +65,7 @@ func (n *Network) newPoller(socks []*zmq.Socket) (*poller, error) {
 			&syscall.EpollEvent{Events: syscall.EPOLLIN | epollET, Fd: int32(fd)})
 	}
 	for _, s := range socks {
-		fd, err := s.GetFd()
+		fd, err := s.s.GetFd()
 		if err != nil {
 			return fail("socket descriptor", err)
 		}
@@ -128,7 +128,7 @@ const (
 
 type poller struct {
 	net      *Network
-	socks    []*zmq.Socket
+	socks    []*socket
 	epfd     int
 	ready    []bool
 	file     *os.File // the epoll instance
@@ -168,18 +168,15 @@ func (p *poller) TryLead() bool {
 }
 
 func (p *poller) Unlead() {
-	// Edges the leader has already looked behind would wake a follower for
-	// nothing: take them. Then ring again for what is not seen yet: a
-	// message waiting (its edge came while the leader still looked), or a
-	// Wake that no Wait has answered.
-	n, err := syscall.EpollWait(p.epfd, p.events, 0)
-	if err == nil {
-		p.drainWake(n)
-	}
+	// Ring again for what the leader has not seen: a message waiting (its
+	// edge came while the leader still looked), or a Wake that no Wait has
+	// answered. A drained socket needs no look: a message makes an edge.
 	ring := p.pending.Load()
 	for _, s := range p.socks {
-		if ev, err := s.GetEvents(); err == nil && ev&zmq.POLLIN != 0 {
-			ring = true
+		if !s.r.drained {
+			if in, _ := s.input(); in {
+				ring = true
+			}
 		}
 	}
 	p.lmu.Lock()
@@ -200,10 +197,28 @@ func (p *poller) Follow() error {
 		if !p.leading {
 			p.leading, p.armed = true, false // the one-shot has fired
 			p.lmu.Unlock()
+			// Take the edges that woke this follower, or the next Unlead
+			// would fire at once for them again; the leader's Wait then
+			// asks libzmq what they meant.
+			if n, err := syscall.EpollWait(p.epfd, p.events, 0); err == nil {
+				p.drainWake(n)
+			}
+			for _, s := range p.socks {
+				s.r.drained = false
+			}
 			return nil
 		}
 		p.lmu.Unlock()
 	}
+}
+
+// input reports whether s has a message waiting, by ZMQ_EVENTS.
+func (s *socket) input() (bool, error) {
+	ev, err := s.s.GetEvents()
+	if err != nil {
+		return false, err
+	}
+	return ev&zmq.POLLIN != 0, nil
 }
 
 // arm lets input wake a follower, or stops it. p.lmu is held.
@@ -224,15 +239,23 @@ func (p *poller) Wait(timeout time.Duration) ([]bool, error) {
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
 	}
-	for {
+	for first := true; ; first = false {
 		any := false
 		for i, s := range p.socks {
-			ev, err := s.GetEvents()
+			// A drained socket has no message without a new edge, which
+			// the wait below would see: asking libzmq first (a poll and a
+			// getpid each time) is only needed once the wait returns.
+			if first && s.r.drained {
+				p.ready[i] = false
+				continue
+			}
+			s.r.drained = false // the wait may have taken its edge
+			in, err := s.input()
 			if err != nil {
 				return nil, fmt.Errorf("zmqnet: poll: %w", err)
 			}
-			p.ready[i] = ev&zmq.POLLIN != 0
-			any = any || p.ready[i]
+			p.ready[i] = in
+			any = any || in
 		}
 		// The flag, not the eventfd, says whether Wake was called: an
 		// eventfd count may be left from a Wake this loop has already

@@ -17,7 +17,7 @@ import (
 // goroutine's thread in libzmq. Its wake-up pipe is an inproc PAIR of
 // sockets: Wake sends a byte (once until the next Wait) under a mutex, and
 // Wait polls the receiving end with the sockets. n.mu is held.
-func (n *Network) newPoller(socks []*zmq.Socket) (*poller, error) {
+func (n *Network) newPoller(socks []*socket) (*poller, error) {
 	n.pipes++
 	addr := fmt.Sprintf("inproc://ipcluster-wake-%d", n.pipes)
 	r, err := n.ctx.NewSocket(zmq.PAIR)
@@ -45,7 +45,7 @@ func (n *Network) newPoller(socks []*zmq.Socket) (*poller, error) {
 	p := &poller{zp: zmq.NewPoller(), n: len(socks), wakeR: r, wakeW: w}
 	p.lcond = sync.NewCond(&p.lmu)
 	for _, s := range socks {
-		p.zp.Add(s, zmq.POLLIN)
+		p.zp.Add(s.s, zmq.POLLIN)
 	}
 	p.zp.Add(r, zmq.POLLIN)
 	return p, nil

@@ -104,6 +104,10 @@ type receiver struct {
 	raw   unsafe.Pointer
 	mp    *C.mp_t
 	sizes []C.size_t
+	// drained is set when a receive found nothing, and cleared when a
+	// message or a sign of one is seen: while it is set, a message can
+	// only come with a new edge of the socket's ZMQ_FD.
+	drained bool
 }
 
 func newReceiver(s *zmq.Socket) *receiver {
@@ -120,10 +124,12 @@ func (r *receiver) recv() ([][]byte, error) {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			r.drained = true
 			return nil, transport.ErrAgain
 		}
 		return nil, fmt.Errorf("zmqnet: recv: %w", err)
 	}
+	r.drained = false
 	n, total := int(r.mp.n), int(r.mp.total)
 	if cap(r.sizes) < n {
 		r.sizes = make([]C.size_t, n)

@@ -236,13 +236,13 @@ func hostOf(endpoint string) string {
 
 // NewPoller implements transport.Network.
 func (n *Network) NewPoller(socks ...transport.Socket) (transport.Poller, error) {
-	zs := make([]*zmq.Socket, len(socks))
+	zs := make([]*socket, len(socks))
 	for i, s := range socks {
 		s, ok := s.(*socket)
 		if !ok {
 			return nil, fmt.Errorf("zmqnet: cannot poll a %T", socks[i])
 		}
-		zs[i] = s.s
+		zs[i] = s
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
