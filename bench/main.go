@@ -130,6 +130,9 @@ func main() {
 	}
 	rep.writeMarkdown(os.Stdout)
 	fmt.Printf("\nwrote %s.{json,md,png}\n", base)
+	if failed := rep.failures(); len(failed) > 0 {
+		fail(fmt.Errorf("%d measurements failed:\n  %s", len(failed), strings.Join(failed, "\n  ")))
+	}
 }
 
 func fail(err error) {

@@ -240,6 +240,22 @@ func (r *Row) allSeries() map[string]*Series {
 	return out
 }
 
+// failures lists the series that failed for a reason other than a peer
+// being missing: a broken harness or peer script, which a smoke run must
+// not pass over.
+func (rep *Report) failures() []string {
+	var out []string
+	for _, r := range rep.Rows {
+		for name, s := range r.allSeries() {
+			if s.Error != "" && !strings.HasPrefix(rep.Peers[name], "missing") {
+				out = append(out, fmt.Sprintf("%s, %s: %s", r.Workload, name, s.Error))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 func short(peer string) string {
 	switch peer {
 	case "ipyparallel":

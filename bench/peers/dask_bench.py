@@ -41,6 +41,7 @@ import peerkit  # noqa: E402
 from peerkit import *  # noqa: E402,F401,F403
 
 peerkit.PEER = PEER
+peerkit.SIZES = SIZES
 
 
 

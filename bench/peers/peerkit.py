@@ -1,6 +1,7 @@
 """Helpers shared by the peer benchmark scripts: output, statistics,
 arguments, and the guard that cleans up every process a peer starts.
-Each script sets peerkit.PEER to its name before calling them."""
+Each script sets peerkit.PEER to its name, and peerkit.SIZES to its
+workload sizes, before calling them."""
 import argparse
 import json
 import os
@@ -13,6 +14,9 @@ import threading
 import time
 
 PEER = "?"
+# SIZES, the workload sizes by size name, is set by the script (not
+# defined here: the scripts' "from peerkit import *" would overwrite
+# theirs).
 
 
 def log(*a):
