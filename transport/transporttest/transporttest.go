@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -37,6 +38,7 @@ func Run(t *testing.T, s Setup) {
 	t.Run("Handover", func(t *testing.T) { testHandover(t, s) })
 	t.Run("Turns", func(t *testing.T) { testTurns(t, s) })
 	t.Run("TurnsStress", func(t *testing.T) { testTurnsStress(t, s) })
+	t.Run("SendWhileReceiving", func(t *testing.T) { testSendWhileReceiving(t, s) })
 }
 
 // recvWait polls one socket until a message arrives or a generous deadline
@@ -547,4 +549,58 @@ func testTurnsStress(t *testing.T, s Setup) {
 	wg.Wait()
 	rp.Close()
 	closeAll(t, n, d, r)
+}
+
+// testSendWhileReceiving has a router answer each message while the next
+// may be arriving, as the controller does: a send between a receive that
+// found nothing and the next Wait must not hide a message from the Wait.
+func testSendWhileReceiving(t *testing.T, s Setup) {
+	n := s.New(t)
+	r, d := connected(t, s, n)
+	p, err := n.NewPoller(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		p.Close()
+		closeAll(t, n, d, r)
+	}()
+	const rounds = 3000
+	go func() {
+		for i := range rounds {
+			d.Send([][]byte{fmt.Appendf(nil, "%d", i)})
+			if i%10 == 0 {
+				runtime.Gosched() // let the router catch up now and then
+			}
+		}
+	}()
+	var stalled time.Time // when the last receive found nothing
+	for got := 0; got < rounds; {
+		_, err := r.Recv()
+		if errors.Is(err, transport.ErrAgain) {
+			if stalled.IsZero() {
+				stalled = time.Now()
+			} else if time.Since(stalled) > 10*time.Second {
+				t.Fatalf("after %d of %d messages, Wait saw no more within 10 s", got, rounds)
+			}
+			// Say something first, as a controller flushes what it has
+			// before it waits: a message may come meanwhile.
+			if err := r.Send([][]byte{[]byte("d"), []byte("tick")}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.Wait(10 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		stalled = time.Time{}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got++
+		// Answer, as a controller would, before looking for more.
+		if err := r.Send([][]byte{[]byte("d"), []byte("ok")}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

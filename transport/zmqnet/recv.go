@@ -104,9 +104,10 @@ type receiver struct {
 	raw   unsafe.Pointer
 	mp    *C.mp_t
 	sizes []C.size_t
-	// drained is set when a receive found nothing, and cleared when a
-	// message or a sign of one is seen: while it is set, a message can
-	// only come with a new edge of the socket's ZMQ_FD.
+	// drained is set when a receive found nothing, and cleared by
+	// anything that may take an edge of the socket's ZMQ_FD unseen (a
+	// message, a send, a wait): while it is set, a message comes with a
+	// new edge.
 	drained bool
 }
 

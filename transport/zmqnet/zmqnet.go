@@ -280,6 +280,10 @@ func (s *socket) Send(frames [][]byte) error {
 	if s.closed {
 		return transport.ErrClosed
 	}
+	// Sending makes libzmq process the socket's commands, which may take
+	// the signal of a message that came since the last receive: its edge
+	// is then gone, and only ZMQ_EVENTS tells of it.
+	s.r.drained = false
 	for i, f := range frames {
 		flag := zmq.DONTWAIT
 		if i < len(frames)-1 {
