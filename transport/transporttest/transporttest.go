@@ -355,27 +355,27 @@ func await[T any](t *testing.T, ch <-chan T, what string) T {
 	}
 }
 
-// connected returns a router and a dealer, id "d", that it can reach.
-func connected(t *testing.T, s Setup, n transport.Network) (transport.Socket, transport.Socket) {
+// connected returns a router, its endpoint, and a dealer, id "d", that it
+// can reach.
+func connected(t *testing.T, s Setup, n transport.Network) (r transport.Socket, ep string, d transport.Socket) {
 	t.Helper()
-	r, ep, err := n.Bind(s.Endpoint(), nil)
-	if err != nil {
+	var err error
+	if r, ep, err = n.Bind(s.Endpoint(), nil); err != nil {
 		t.Fatal(err)
 	}
-	d, err := n.Dial(ep, []byte("d"), nil)
-	if err != nil {
+	if d, err = n.Dial(ep, []byte("d"), nil); err != nil {
 		t.Fatal(err)
 	}
 	d.Send([][]byte{[]byte("hello")})
 	recvWait(t, n, r)
-	return r, d
+	return r, ep, d
 }
 
 // testTurns checks leader and followers: one leader at a time; a follower
 // takes over for input or a wake only while nobody leads; Close frees it.
 func testTurns(t *testing.T, s Setup) {
 	n := s.New(t)
-	r, d := connected(t, s, n)
+	r, _, d := connected(t, s, n)
 	p, err := n.NewPoller(d)
 	if err != nil {
 		t.Fatal(err)
@@ -475,7 +475,7 @@ func recvWaitReady(t *testing.T, p transport.Poller, d transport.Socket) {
 // follows. A message left unseen stalls the exchange for good.
 func testTurnsStress(t *testing.T, s Setup) {
 	n := s.New(t)
-	r, d := connected(t, s, n)
+	r, ep, d := connected(t, s, n)
 	p, err := n.NewPoller(d)
 	if err != nil {
 		t.Fatal(err)
@@ -483,7 +483,13 @@ func testTurnsStress(t *testing.T, s Setup) {
 	const total = 2000
 	var wg sync.WaitGroup
 	var handled atomic.Int64
-	var dmu sync.Mutex // the dealer sends from both goroutines
+	// Answers go on a socket of their own, as an engine's do: the
+	// receiving one belongs to the leader.
+	out, err := n.Dial(ep, []byte("d/send"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var omu sync.Mutex // both goroutines answer
 	serve := func() {
 		defer wg.Done()
 		for {
@@ -511,9 +517,9 @@ func testTurnsStress(t *testing.T, s Setup) {
 				}
 				p.Unlead()
 				handled.Add(1) // before the echo: the last one ends the test
-				dmu.Lock()
-				d.Send(m)
-				dmu.Unlock()
+				omu.Lock()
+				out.Send(m)
+				omu.Unlock()
 				break
 			}
 		}
@@ -548,7 +554,7 @@ func testTurnsStress(t *testing.T, s Setup) {
 	p.Close()
 	wg.Wait()
 	rp.Close()
-	closeAll(t, n, d, r)
+	closeAll(t, n, out, d, r)
 }
 
 // testSendWhileReceiving has a router answer each message while the next
@@ -556,7 +562,7 @@ func testTurnsStress(t *testing.T, s Setup) {
 // found nothing and the next Wait must not hide a message from the Wait.
 func testSendWhileReceiving(t *testing.T, s Setup) {
 	n := s.New(t)
-	r, d := connected(t, s, n)
+	r, _, d := connected(t, s, n)
 	p, err := n.NewPoller(r)
 	if err != nil {
 		t.Fatal(err)
