@@ -17,9 +17,7 @@
 #
 # stdout: one JSON object per line, {"peer", "workload", "metric", "value", "run", "n"},
 # or {"peer", "workload", "error"} for a workload that failed. Logs go to stderr.
-import argparse
 import gc
-import json
 import math
 import os
 import signal
@@ -37,54 +35,14 @@ SIZES = {
 }
 
 
-# ---- common helpers (same in every peer script) ----------------------------
-def log(*a):
-    print(f"[{PEER}]", *a, file=sys.stderr, flush=True)
+# ---- common helpers: bench/peers/peerkit.py ---------------------------------
+# (Not its process guard: mpiexec owns the ranks here; see below.)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peerkit  # noqa: E402
+from peerkit import emit, emit_error, log, median, parse_args, percentile, warm_n  # noqa: E402,F401
 
-
-def emit(workload, metric, value, run, n):
-    print(json.dumps({"peer": PEER, "workload": workload, "metric": metric,
-                      "value": round(float(value), 3), "run": run, "n": int(n)}), flush=True)
-
-
-def emit_error(workload, msg):
-    print(json.dumps({"peer": PEER, "workload": workload, "error": str(msg)[:500]}), flush=True)
-
-
-def median(xs):
-    s = sorted(xs)
-    if not s:
-        return 0.0
-    m = len(s) // 2
-    return s[m] if len(s) % 2 else (s[m - 1] + s[m]) / 2
-
-
-def percentile(xs, p):
-    # same definition as bench/relay.go: s[int(p/100*(len-1))]
-    s = sorted(xs)
-    return s[int(p / 100 * (len(s) - 1))] if s else 0.0
-
-
-def parse_args(all_workloads):
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--workloads", default=",".join(all_workloads))
-    ap.add_argument("--size", choices=["smoke", "full"], default="full")
-    ap.add_argument("--runs", type=int, default=None)
-    args = ap.parse_args()
-    wl = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    for w in wl:
-        if w not in all_workloads:
-            ap.error(f"unknown workload {w!r}; supported: {','.join(all_workloads)}")
-    args.workloads = wl
-    return args
-
-
-def warm_n(workload, n, size):
-    """Warm-up size: a tenth of n for the count workloads (at least the smoke
-    size)."""
-    if size == "smoke":
-        return n
-    return max(n // 10, SIZES["smoke"][workload])
+peerkit.PEER = PEER
+peerkit.SIZES = SIZES
 
 
 def install_signal_handlers():
