@@ -496,39 +496,41 @@ func (c *Client) loop() {
 // the connection, the caller reads it itself, so that its reply reaches it
 // with no hand-over between goroutines.
 func (c *Client) await(ctx context.Context, done <-chan struct{}) error {
-	select {
-	case <-done:
-		return nil
-	default:
-	}
-	if c.poller.TryLead() {
-		if ctx.Done() != nil {
-			stop := context.AfterFunc(ctx, c.poller.Wake)
-			defer stop()
-		}
-		for {
-			select {
-			case <-done:
-				c.poller.Unlead()
-				return nil
-			default:
-			}
-			if ctx.Err() != nil {
-				c.poller.Unlead()
-				break
-			}
-			if !c.step(-1) {
-				c.poller.Unlead()
-				c.poller.Wake() // the I/O goroutine, to see the client stopped
-				break
-			}
-		}
+	if !closed(done) && c.poller.TryLead() {
+		c.readUntil(ctx, done)
 	}
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// readUntil reads the connection as its leader until done is closed, ctx
+// ends or the client stops, and then lets go of the lead.
+func (c *Client) readUntil(ctx context.Context, done <-chan struct{}) {
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, c.poller.Wake)
+		defer stop()
+	}
+	stopped := false
+	for !stopped && !closed(done) && ctx.Err() == nil {
+		stopped = !c.step(-1)
+	}
+	c.poller.Unlead()
+	if stopped {
+		c.poller.Wake() // the I/O goroutine, to see that the client stopped
+	}
+}
+
+// closed reports whether ch is closed.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 

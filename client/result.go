@@ -144,14 +144,7 @@ func (r *AsyncResult) IDs() []string { return append([]string(nil), r.ids...) }
 func (r *AsyncResult) Done() <-chan struct{} { return r.done }
 
 // Ready reports whether every task has finished.
-func (r *AsyncResult) Ready() bool {
-	select {
-	case <-r.done:
-		return true
-	default:
-		return false
-	}
-}
+func (r *AsyncResult) Ready() bool { return closed(r.done) }
 
 // Wait waits until every task has finished, or ctx ends (a *TimeoutError
 // for a deadline). Task failures are reported by Get, not Wait.

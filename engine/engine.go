@@ -350,7 +350,7 @@ func (l *ioLoop) run(ctx context.Context) error {
 	l.alarm = time.AfterFunc(time.Hour, l.poller.Wake)
 	defer l.alarm.Stop()
 	l.setAlarm()
-	// Stopping the executor cancels the running task with errStopping.
+	// Stopping the execution cancels the running task with errStopping.
 	execCtx, stopExec := context.WithCancelCause(context.Background())
 	defer stopExec(nil)
 	var servers sync.WaitGroup
@@ -379,8 +379,12 @@ func (l *ioLoop) run(ctx context.Context) error {
 func (l *ioLoop) serve(execCtx context.Context, servers *sync.WaitGroup) {
 	e := l.e
 	replace := func() { servers.Go(func() { l.serve(execCtx, servers) }) }
+	// Work is taken by the leader that received it, or by the goroutine
+	// already running work; one that replaces a lost goroutine may find
+	// some waiting.
+	m := e.queue.take()
 	for {
-		e.work(execCtx, e.queue.take(), replace)
+		e.work(execCtx, m, replace)
 		if l.isEnded() {
 			return
 		}
@@ -390,11 +394,9 @@ func (l *ioLoop) serve(execCtx context.Context, servers *sync.WaitGroup) {
 				return
 			}
 		}
-		m := l.lead()
-		if m == nil {
+		if m = l.lead(); m == nil {
 			return
 		}
-		e.work(execCtx, m, replace)
 	}
 }
 
