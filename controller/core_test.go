@@ -17,6 +17,10 @@ func resigned(s *wire.Signer, env []byte) [][]byte {
 	return s.SealRaw(wire.Header{}, []wire.Raw{{Env: env}})
 }
 
+// envelope returns the envelope of sealed frames: the first frame
+// without its signature.
+func envelope(frames [][]byte) []byte { return frames[0][wire.SignatureSize:] }
+
 func TestClientBadInput(t *testing.T) {
 	tests := []struct {
 		name string
@@ -26,12 +30,16 @@ func TestClientBadInput(t *testing.T) {
 		kind  string
 		words []string
 	}{
-		{"single frame", func(h *harness, cl *fakeClient) ([][]byte, string) {
-			return cl.seal(cl.apply(0))[1:2], ""
-		}, errProtocol, []string{"1 frames"}},
+		{"signature in a frame of its own (version 1)", func(h *harness, cl *fakeClient) ([][]byte, string) {
+			f := cl.seal(cl.apply(0))[0]
+			return [][]byte{f[:wire.SignatureSize], f[wire.SignatureSize:]}, ""
+		}, errVersion, []string{"version 1"}},
+		{"envelope alone", func(h *harness, cl *fakeClient) ([][]byte, string) {
+			return [][]byte{envelope(cl.seal(cl.apply(0)))}, ""
+		}, errAuth, []string{"HMAC"}},
 		{"no frames", func(h *harness, cl *fakeClient) ([][]byte, string) {
 			return nil, ""
-		}, errProtocol, []string{"0 frames"}},
+		}, errProtocol, []string{"no frames"}},
 		{"garbage envelope", func(h *harness, cl *fakeClient) ([][]byte, string) {
 			return resigned(cl.signer, []byte("\x93garbage")), ""
 		}, errProtocol, []string{"malformed"}},
@@ -45,21 +53,20 @@ func TestClientBadInput(t *testing.T) {
 			cl.session.Stamp(&m.Header)
 			return h.engine.Seal(m), m.ID
 		}, errAuth, []string{"bad signature"}},
-		{"signature of 31 bytes", func(h *harness, cl *fakeClient) ([][]byte, string) {
-			m := cl.apply(0)
-			f := cl.seal(m)
+		{"first frame of 31 bytes", func(h *harness, cl *fakeClient) ([][]byte, string) {
+			f := cl.seal(cl.apply(0))
 			f[0] = f[0][:31]
-			return f, m.ID
-		}, errAuth, []string{"31 bytes"}},
-		{"version 2", func(h *harness, cl *fakeClient) ([][]byte, string) {
+			return f, ""
+		}, errProtocol, []string{"31 bytes"}},
+		{"version 1", func(h *harness, cl *fakeClient) ([][]byte, string) {
 			m := cl.control(wire.Engines, nil, nil)
-			env := bytes.Clone(cl.seal(m)[1])
-			if !bytes.Equal(env[1:4], []byte{0xa1, 'v', 1}) {
-				h.t.Fatalf("envelope does not start with v=1: % x", env[:4])
+			env := bytes.Clone(envelope(cl.seal(m)))
+			if !bytes.Equal(env[1:4], []byte{0xa1, 'v', wire.Version}) {
+				h.t.Fatalf("envelope does not start with v=%d: % x", wire.Version, env[:4])
 			}
-			env[3] = 2
+			env[3] = 1
 			return resigned(cl.signer, env), m.ID // the id is found even in an unknown version
-		}, errVersion, []string{"unsupported protocol version 2"}},
+		}, errVersion, []string{"unsupported protocol version 1"}},
 		{"unknown type", func(h *harness, cl *fakeClient) ([][]byte, string) {
 			m := cl.control("frobnicate", nil, nil)
 			return cl.seal(m), m.ID
@@ -75,7 +82,7 @@ func TestClientBadInput(t *testing.T) {
 		}, errUnexpected, []string{"not accepted from clients", `"task_reply"`}},
 		{"unknown envelope field", func(h *harness, cl *fakeClient) ([][]byte, string) {
 			m := cl.control(wire.Engines, nil, nil)
-			env := bytes.Clone(cl.seal(m)[1])
+			env := bytes.Clone(envelope(cl.seal(m)))
 			env[0]++ // one more key in the fixmap
 			env = append(env, 0xa1, 'z', 0x01)
 			return resigned(cl.signer, env), m.ID
@@ -145,13 +152,17 @@ func TestClientBadInput(t *testing.T) {
 			return cl.seal(&again), m.ID
 		}, errDuplicate, []string{"already in use"}},
 		{"buffer missing", func(h *harness, cl *fakeClient) ([][]byte, string) {
-			m := cl.apply(0)
-			return cl.seal(m)[:2], m.ID
+			m := cl.bigApply(0)
+			return cl.seal(m)[:1], m.ID
 		}, errProtocol, []string{"0 buffer frames, envelope announces 1"}},
 		{"buffer too many", func(h *harness, cl *fakeClient) ([][]byte, string) {
-			m := cl.apply(0)
+			m := cl.bigApply(0)
 			return append(cl.seal(m), []byte("extra")), m.ID
 		}, errProtocol, []string{"2 buffer frames, envelope announces 1"}},
+		{"frame after inline buffers", func(h *harness, cl *fakeClient) ([][]byte, string) {
+			m := cl.apply(0)
+			return append(cl.seal(m), []byte("extra")), m.ID
+		}, errProtocol, []string{"1 buffer frames, envelope announces 0"}},
 		{"task_status without content", func(h *harness, cl *fakeClient) ([][]byte, string) {
 			m := cl.control(wire.TaskStatus, nil, nil)
 			return cl.seal(m), m.ID
@@ -239,9 +250,9 @@ func TestEngineBadInput(t *testing.T) {
 			h.discard()
 			return es[0], f, m.ID
 		}, errReplay, []string{"replayed message"}},
-		{"single frame", func(h *harness, es []*fakeEngine) (*fakeEngine, [][]byte, string) {
-			return es[0], es[0].seal(es[0].msg(wire.Heartbeat, nil))[:1], ""
-		}, errProtocol, []string{"1 frames"}},
+		{"signature alone", func(h *harness, es []*fakeEngine) (*fakeEngine, [][]byte, string) {
+			return es[0], [][]byte{es[0].seal(es[0].msg(wire.Heartbeat, nil))[0][:wire.SignatureSize]}, ""
+		}, errProtocol, []string{"first frame has 32 bytes"}},
 		{"client-only type", func(h *harness, es []*fakeEngine) (*fakeEngine, [][]byte, string) {
 			m := es[0].msg(wire.Apply, nil)
 			return es[0], es[0].seal(m), m.ID
@@ -880,7 +891,7 @@ func TestResigning(t *testing.T) {
 	h := newHarness(t, Config{})
 	es := h.addEngines(3)
 	cl := h.newClient("client")
-	req := cl.apply(0, 1, 2)
+	req := cl.bigApply(0, 1, 2)
 	sealed := cl.seal(req)
 	cl.sendFrames(sealed)
 	for _, e := range es {
@@ -899,7 +910,7 @@ func TestResigning(t *testing.T) {
 			t.Errorf("engine %d: got request %s for engines %v, want %s without its targets", e.id, m.ID, m.Targets, req.ID)
 		}
 		// The envelope loses only its target list; buffers pass untouched.
-		if len(f) != len(sealed) || !bytes.Equal(f[1], wire.WithoutTargets(sealed[1])) || !bytes.Equal(f[2], sealed[2]) {
+		if len(f) != len(sealed) || !bytes.Equal(envelope(f), wire.WithoutTargets(envelope(sealed))) || !bytes.Equal(f[1], sealed[1]) {
 			t.Errorf("engine %d: envelope or buffers changed in relay", e.id)
 		}
 	}
@@ -924,8 +935,8 @@ func TestResigning(t *testing.T) {
 	if _, err := h.client.Open(f, true); err != nil {
 		t.Errorf("the reply does not open with the client key: %v", err)
 	}
-	if len(f) != len(repFrames) || !bytes.Equal(f[1], repFrames[1]) || !bytes.Equal(f[2], repFrames[2]) {
-		t.Error("envelope or buffers of the reply changed in relay")
+	if len(f) != len(repFrames) || !bytes.Equal(envelope(f), envelope(repFrames)) {
+		t.Error("the reply's envelope, with its buffer, changed in relay")
 	}
 
 	// Output is relayed the same way.
@@ -934,7 +945,7 @@ func TestResigning(t *testing.T) {
 	outFrames := es[2].seal(out)
 	es[2].sendFrames(outFrames)
 	frames = h.takeFrames("client", cl.rid)
-	if len(frames) != 1 || !bytes.Equal(frames[0][1], outFrames[1]) {
+	if len(frames) != 1 || !bytes.Equal(envelope(frames[0]), envelope(outFrames)) {
 		t.Fatalf("client received %d messages, want the output relayed", len(frames))
 	}
 	if _, err := h.client.Open(frames[0], true); err != nil {

@@ -133,7 +133,7 @@ func FuzzHandleEngine(f *testing.F) {
 func FuzzHandleClientSigned(f *testing.F) {
 	client, _ := seeds(f)
 	for _, frames := range client {
-		f.Add(frames[1], joinFrames(frames[2:]))
+		f.Add(envelope(frames), joinFrames(frames[1:]))
 	}
 	f.Fuzz(func(t *testing.T, env, bufs []byte) {
 		h, _, _ := fuzzHarness(t)
@@ -148,7 +148,7 @@ func FuzzHandleClientSigned(f *testing.F) {
 func FuzzHandleEngineSigned(f *testing.F) {
 	_, engine := seeds(f)
 	for _, frames := range engine {
-		f.Add(uint8(0), frames[1], joinFrames(frames[2:]))
+		f.Add(uint8(0), envelope(frames), joinFrames(frames[1:]))
 	}
 	f.Fuzz(func(t *testing.T, from uint8, env, bufs []byte) {
 		h, es, _ := fuzzHarness(t)
@@ -170,13 +170,13 @@ func FuzzSequence(f *testing.F) {
 	client, engine := seeds(f)
 	var seq [][]byte
 	for i, frames := range client[:3] {
-		seq = append(seq, append([]byte{byte(i)}, frames[1]...))
+		seq = append(seq, append([]byte{byte(i)}, envelope(frames)...))
 	}
 	for i, frames := range engine {
-		seq = append(seq, append([]byte{byte(4 + i%3)}, frames[1]...))
+		seq = append(seq, append([]byte{byte(4 + i%3)}, envelope(frames)...))
 	}
 	f.Add(joinFrames(seq))
-	f.Add(joinFrames([][]byte{append([]byte{0x40}, client[3][1]...), append([]byte{4}, engine[1][1]...)}))
+	f.Add(joinFrames([][]byte{append([]byte{0x40}, envelope(client[3])...), append([]byte{4}, envelope(engine[1])...)}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, es, _ := fuzzHarness(t)
 		for _, step := range splitFrames(data) {

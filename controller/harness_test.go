@@ -304,6 +304,19 @@ func (cl *fakeClient) apply(targets ...int) *wire.Message {
 	return m
 }
 
+// bigApply returns a direct apply whose argument is too large to travel
+// inside the envelope: its buffer follows in a frame of its own.
+func (cl *fakeClient) bigApply(targets ...int) *wire.Message {
+	cl.h.t.Helper()
+	content, bufs, err := wire.EncodeApply("echo", []any{make([]float64, wire.InlineSize/8+1)})
+	if err != nil {
+		cl.h.t.Fatal(err)
+	}
+	m := &wire.Message{Header: cl.session.Header(wire.Apply), Content: content, Buffers: bufs}
+	m.Targets = targets
+	return m
+}
+
 // balanced returns a load-balanced apply with retries, restricted to
 // targets if any.
 func (cl *fakeClient) balanced(retries int, targets ...int) *wire.Message {

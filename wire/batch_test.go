@@ -8,11 +8,20 @@ import (
 	"time"
 )
 
-func batchOf(t *testing.T, s *Signer, ms ...*Message) [][]byte {
+// rawOf encodes m with buffers totalling at most inline bytes in the
+// envelope, larger ones in frames of chunk bytes.
+func rawOf(m *Message, chunk, inline int) Raw {
+	env, frames := encode(m, chunk, inline, 0)
+	return Raw{Env: env, Frames: frames}
+}
+
+// batchOf seals ms as a batch, with their buffers in frames of 8 bytes,
+// or in their envelopes if inline.
+func batchOf(t *testing.T, s *Signer, inline bool, ms ...*Message) [][]byte {
 	t.Helper()
 	var raws []Raw
 	for _, m := range ms {
-		raws = append(raws, encode(m, 8))
+		raws = append(raws, rawOf(m, 8, map[bool]int{true: InlineSize}[inline]))
 	}
 	return s.SealRaw(Header{ID: "b-1", Session: "b", Seq: 1, Time: 1, Engine: NoEngine}, raws)
 }
@@ -23,9 +32,9 @@ func TestBatch(t *testing.T) {
 	b := &Message{Header: Header{ID: "s1-2", Type: Push, Session: "s1", Seq: 8, Time: 2, Targets: []int{1}, Engine: NoEngine},
 		Buffers: [][]byte{[]byte("twenty bytes of data")}}
 	c := &Message{Header: Header{ID: "s1-3", Type: Clear, Session: "s1", Seq: 9, Time: 3, Targets: []int{1}, Engine: NoEngine}}
-	frames := batchOf(t, s, a, b, c)
+	frames := batchOf(t, s, false, a, b, c)
 	// a: 2 buffers of 3 and 0 bytes; b: one buffer in 3 frames; c: none.
-	if len(frames) != 2+2+3 {
+	if len(frames) != 1+2+3 {
 		t.Fatalf("%d frames", len(frames))
 	}
 	msgs, err := NewSigner(testKey).OpenAll(frames, true)
@@ -53,7 +62,7 @@ func TestBatch(t *testing.T) {
 	if err != nil || batch == nil || batch.Type != Batch || batch.ID != "b-1" || len(relayed) != 3 {
 		t.Fatalf("OpenRelay = %v, %d, %v", batch, len(relayed), err)
 	}
-	if !bytes.Equal(relayed[0].Env, encode(a, 8).Env) || len(relayed[1].Frames) != 3 || relayed[2].Frames != nil && len(relayed[2].Frames) != 0 {
+	if !bytes.Equal(relayed[0].Env, rawOf(a, 8, 0).Env) || len(relayed[1].Frames) != 3 || relayed[2].Frames != nil && len(relayed[2].Frames) != 0 {
 		t.Errorf("relayed raw messages differ from what was sealed")
 	}
 	// Re-batched for another side, unchanged.
@@ -68,6 +77,17 @@ func TestBatch(t *testing.T) {
 	if m, err := s.Open(single, true); err != nil || m.ID != "s1-3" {
 		t.Fatalf("a batch of one: %v, %v", m, err)
 	}
+	// Messages with their buffers inline, mixed with one whose buffers
+	// follow in frames: one frame, then the framed message's.
+	mixed := s.SealRaw(Header{ID: "b-2", Session: "b", Seq: 2, Time: 2, Engine: NoEngine},
+		[]Raw{rawOf(a, 8, InlineSize), rawOf(b, 8, 0), rawOf(a, 8, InlineSize)})
+	if len(mixed) != 1+3 {
+		t.Fatalf("mixed batch: %d frames, want 4", len(mixed))
+	}
+	msgs, err = NewSigner(testKey).OpenAll(mixed, true)
+	if err != nil || len(msgs) != 3 || string(msgs[0].Buffers[0]) != "abc" || string(msgs[1].Buffers[0]) != "twenty bytes of data" || string(msgs[2].Buffers[0]) != "abc" {
+		t.Fatalf("mixed batch: %v, %v", msgs, err)
+	}
 	if _, err := s.Open(frames, true); !errors.Is(err, ErrMalformed) {
 		t.Errorf("Open of a batch: %v", err)
 	}
@@ -77,7 +97,7 @@ func TestBatchRefused(t *testing.T) {
 	s := NewSigner(testKey)
 	a, b := sampleMessage(), sampleMessage()
 	b.ID = "s1-9"
-	good := batchOf(t, s, a, b)
+	good := batchOf(t, s, false, a, b)
 	tests := []struct {
 		name   string
 		frames func() [][]byte
@@ -85,16 +105,21 @@ func TestBatchRefused(t *testing.T) {
 	}{
 		{"tampered inner envelope", func() [][]byte {
 			f := cloneFrames(good)
-			f[1][len(f[1])-5] ^= 1
+			f[0][len(f[0])-5] ^= 1
 			return f
 		}, ErrSignature},
-		{"tampered buffer", func() [][]byte { f := cloneFrames(good); f[2][0] ^= 1; return f }, ErrSignature},
+		{"tampered buffer", func() [][]byte { f := cloneFrames(good); f[1][0] ^= 1; return f }, ErrSignature},
+		{"tampered inline buffer", func() [][]byte {
+			f := cloneFrames(batchOf(t, s, true, a, b))
+			f[0][bytes.LastIndex(f[0], []byte("abc"))] ^= 1
+			return f
+		}, ErrSignature},
 		{"missing frame", func() [][]byte { return good[:len(good)-1] }, ErrMalformed},
 		{"extra frame", func() [][]byte { return append(cloneFrames(good), []byte("x")) }, ErrMalformed},
 		{"batch in a batch", func() [][]byte {
 			inner := &Message{Header: Header{ID: "i", Type: Batch, Session: "s", Seq: 1, Time: 1, Engine: NoEngine},
 				Content: mustMsgpack(map[string]any{"m": [][]byte{{0x80}}})}
-			return batchOf(t, s, inner, a)
+			return batchOf(t, s, false, inner, a)
 		}, ErrMalformed},
 		{"empty batch", func() [][]byte {
 			m := &Message{Header: Header{ID: "e", Type: Batch, Session: "s", Seq: 1, Time: 1, Engine: NoEngine},

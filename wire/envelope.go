@@ -9,7 +9,7 @@ import (
 
 // Version is the protocol version this package speaks. A message of any
 // other version is refused with ErrVersion.
-const Version = 1
+const Version = 2
 
 // NoEngine is the Engine value of a header that concerns no engine.
 const NoEngine = -1
@@ -147,9 +147,10 @@ type Header struct {
 type Message struct {
 	Header
 	Content []byte   // one MessagePack value, or nil
-	Buffers [][]byte // raw frames: array data, bulk bytes
+	Buffers [][]byte // raw bytes: array data, bulk bytes
 
 	digests [][]byte // as listed by the envelope, set by Open
+	inline  bool     // set by Open: the buffers came inside the signed envelope
 }
 
 // Envelope keys, in the order they are written.
@@ -171,18 +172,20 @@ const (
 	keyCompleted = "t1"
 	keyDigests   = "b"
 	keyFrames    = "bn"
+	keyInline    = "bi"
 	keyContent   = "c"
 )
 
-// appendEnvelope writes the envelope of m, with the digests of its buffers
-// and, if any buffer spans several frames, each buffer's frame count.
-func appendEnvelope(dst []byte, m *Message, digests [][DigestSize]byte, counts []int) []byte {
+// appendEnvelope writes the envelope of m: with its buffers themselves
+// if inline, else with the digests of its buffers and, if any buffer
+// spans several frames, each buffer's frame count.
+func appendEnvelope(dst []byte, m *Message, digests [][DigestSize]byte, counts []int, inline bool) []byte {
 	h := &m.Header
 	n := 6
 	opt := []bool{
 		h.Parent != "", h.Targets != nil, h.Balanced, h.Retries != 0, h.Timeout != 0,
 		h.Engine >= 0, h.Status != "", h.Started != 0, h.Completed != 0,
-		len(digests) > 0, counts != nil, m.Content != nil,
+		len(digests) > 0, counts != nil, inline, m.Content != nil,
 	}
 	for _, o := range opt {
 		if o {
@@ -255,6 +258,13 @@ func appendEnvelope(dst []byte, m *Message, digests [][DigestSize]byte, counts [
 			b = appendUint(b, uint64(c))
 		}
 	}
+	if inline {
+		b = appendStr(b, keyInline)
+		b = appendArrayHeader(b, len(m.Buffers))
+		for _, buf := range m.Buffers {
+			b = appendBin(b, buf)
+		}
+	}
 	if m.Content != nil {
 		b = appendStr(b, keyContent)
 		b = append(b, m.Content...)
@@ -278,14 +288,19 @@ const (
 	hasOther // bit for optional keys starts here
 )
 
-// layout is how an envelope says the buffers are laid out in frames.
+// layout is how an envelope says the buffers are laid out: in the
+// envelope itself, or in frames after it.
 type layout struct {
-	digests [][]byte // one per buffer
+	digests [][]byte // one per buffer in frames
 	counts  []int    // frames per buffer; nil: one each
+	inline  [][]byte // the buffers, when the envelope carries them (key "bi"); they alias it
 }
 
 // frames returns the number of buffer frames the layout announces.
 func (l layout) frames() int {
+	if l.inline != nil {
+		return 0
+	}
 	if l.counts == nil {
 		return len(l.digests)
 	}
@@ -305,7 +320,7 @@ const maxFrames = 1 << 20
 
 // decodeEnvelope parses an envelope. Content and digests alias env.
 func decodeEnvelope(env []byte, m *Message) (_ layout, err error) {
-	var digests [][]byte
+	var digests, inline [][]byte
 	var counts []int
 	n, b, err := readMapHeader(env)
 	if err != nil {
@@ -316,21 +331,11 @@ func decodeEnvelope(env []byte, m *Message) (_ layout, err error) {
 	}
 	h := &m.Header
 	h.Engine = NoEngine
-	// The header's strings are slices of one copy of the envelope: one
+	// The header's strings become slices of one copy of the part of the
+	// envelope that holds them (not of its content or buffers): one
 	// allocation instead of one per field.
-	envStr := string(env)
-	base := uintptr(unsafe.Pointer(unsafe.SliceData(env)))
-	str := func(b []byte) string {
-		if len(b) == 0 {
-			return ""
-		}
-		off := int(uintptr(unsafe.Pointer(unsafe.SliceData(b))) - base)
-		return envStr[off : off+len(b)]
-	}
-	readString := func(b []byte) (string, []byte, error) {
-		sb, rest, err := readStrBytes(b)
-		return str(sb), rest, err
-	}
+	var id, session, parent []byte
+	defer func() { h.ID, h.Session, h.Parent = headerStrings(env, id, session, parent) }()
 	seen := 0
 	for i := range n {
 		var kb []byte
@@ -380,6 +385,8 @@ func decodeEnvelope(env []byte, m *Message) (_ layout, err error) {
 			bit, key = hasOther<<10, keyContent
 		case keyFrames:
 			bit, key = hasOther<<11, keyFrames
+		case keyInline:
+			bit, key = hasOther<<12, keyInline
 		default:
 			return layout{}, fmt.Errorf("%w: unknown envelope field %q", ErrMalformed, kb)
 		}
@@ -398,7 +405,7 @@ func decodeEnvelope(env []byte, m *Message) (_ layout, err error) {
 				return layout{}, fmt.Errorf("%w %d (this side speaks %d)", ErrVersion, v, Version)
 			}
 		case keyID:
-			h.ID, b, err = readString(b)
+			id, b, err = readStrBytes(b)
 		case keyType:
 			var tb []byte
 			tb, b, err = readStrBytes(b)
@@ -408,13 +415,13 @@ func decodeEnvelope(env []byte, m *Message) (_ layout, err error) {
 				h.Type = Type(tb) // unknown: refused below
 			}
 		case keySession:
-			h.Session, b, err = readString(b)
+			session, b, err = readStrBytes(b)
 		case keySeq:
 			h.Seq, b, err = readUint(b)
 		case keyTime:
 			h.Time, b, err = readInt(b)
 		case keyParent:
-			h.Parent, b, err = readString(b)
+			parent, b, err = readStrBytes(b)
 		case keyTargets:
 			var k int
 			k, b, err = readArrayHeader(b)
@@ -517,6 +524,21 @@ func decodeEnvelope(env []byte, m *Message) (_ layout, err error) {
 					counts[j] = int(c)
 				}
 			}
+		case keyInline:
+			var k int
+			k, b, err = readArrayHeader(b)
+			if err == nil && k > len(b) {
+				err = fmt.Errorf("%d buffers do not fit the message", k)
+			}
+			if err == nil {
+				inline = make([][]byte, k)
+				for j := range k {
+					if inline[j], b, err = readBin(b); err != nil {
+						break
+					}
+					inline[j] = inline[j][:len(inline[j]):len(inline[j])] // appending must not overwrite the envelope
+				}
+			}
 		case keyContent:
 			m.Content, b, err = readRaw(b)
 		}
@@ -544,7 +566,36 @@ func decodeEnvelope(env []byte, m *Message) (_ layout, err error) {
 	if counts != nil && len(counts) != len(digests) {
 		return layout{}, fmt.Errorf("%w: %d frame counts for %d buffers", ErrMalformed, len(counts), len(digests))
 	}
-	return layout{digests: digests, counts: counts}, nil
+	if inline != nil && (digests != nil || counts != nil) {
+		return layout{}, fmt.Errorf("%w: envelope has both inline buffers (%q) and buffer frames (%q)", ErrMalformed, keyInline, keyDigests)
+	}
+	return layout{digests: digests, counts: counts, inline: inline}, nil
+}
+
+// headerStrings returns the id, session and parent, slices of env, as
+// strings that share one copy of the span of env they lie in.
+func headerStrings(env, id, session, parent []byte) (string, string, string) {
+	fields := [...][]byte{id, session, parent}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(env)))
+	lo, hi := len(env), 0
+	for _, f := range fields {
+		if len(f) > 0 {
+			off := int(uintptr(unsafe.Pointer(unsafe.SliceData(f))) - base)
+			lo, hi = min(lo, off), max(hi, off+len(f))
+		}
+	}
+	if lo >= hi {
+		return "", "", ""
+	}
+	span := string(env[lo:hi])
+	str := func(f []byte) string {
+		if len(f) == 0 {
+			return ""
+		}
+		off := int(uintptr(unsafe.Pointer(unsafe.SliceData(f)))-base) - lo
+		return span[off : off+len(f)]
+	}
+	return str(fields[0]), str(fields[1]), str(fields[2])
 }
 
 // WithoutTargets returns env without its list of target engines, or env

@@ -11,7 +11,8 @@ import (
 	"unsafe"
 )
 
-// SignatureSize is the length of the signature frame: an HMAC-SHA256.
+// SignatureSize is the length of the signature that starts a message's
+// first frame: an HMAC-SHA256 of the envelope that follows it.
 const SignatureSize = sha256.Size
 
 // DigestSize is the length of a buffer digest.
@@ -71,32 +72,45 @@ func (s *Signer) sign(env []byte) []byte {
 	return s.sum
 }
 
+// signHead writes into the first SignatureSize bytes of head the HMAC of
+// the envelope that follows them, and returns head.
+func (s *Signer) signHead(head []byte) []byte {
+	copy(head, s.sign(head[SignatureSize:]))
+	return head
+}
+
 // ChunkSize is the largest frame Seal makes of a buffer: a larger buffer
 // travels as consecutive frames of this size (the last shorter). Small
 // frames let the sender's encryption and the receiver's decryption
 // overlap; one CURVE frame of 100 MB moves at well under half the speed.
 const ChunkSize = 64 << 10
 
-// Seal encodes m as frames: signature, envelope, then each buffer, split
-// into frames of at most ChunkSize bytes. The signature is the HMAC of
-// the envelope, which lists a digest of every buffer (and how many frames
-// each spans), so it covers the buffers too. Buffers are not copied.
-func (s *Signer) Seal(m *Message) [][]byte { return s.seal(m, ChunkSize) }
+// Seal encodes m as frames: the signature followed by the envelope, then
+// the buffers. Buffers totalling at most InlineSize bytes are copied into
+// the envelope; larger ones follow it, not copied, each split into frames
+// of at most ChunkSize bytes. The signature is the HMAC of the envelope,
+// which holds the buffers or lists a digest of each (and how many frames
+// it spans), so it covers the buffers too.
+func (s *Signer) Seal(m *Message) [][]byte { return s.seal(m, ChunkSize, InlineSize) }
 
-func (s *Signer) seal(m *Message, chunk int) [][]byte {
-	return s.SealRaw(Header{}, []Raw{encode(m, chunk)})
+func (s *Signer) seal(m *Message, chunk, inline int) [][]byte {
+	head, frames := encode(m, chunk, inline, SignatureSize)
+	return append([][]byte{s.signHead(head)}, frames...)
 }
 
 // openEnvelope checks the signature and decodes the envelope, and checks
 // that the frames after it are as many as it announces.
 func (s *Signer) openEnvelope(frames [][]byte) (*Message, layout, error) {
-	if len(frames) < 2 {
-		return nil, layout{}, fmt.Errorf("%w: %d frames, want at least 2 (signature, envelope)", ErrMalformed, len(frames))
+	if len(frames) == 0 {
+		return nil, layout{}, fmt.Errorf("%w: no frames", ErrMalformed)
 	}
-	sig, env := frames[0], frames[1]
-	if len(sig) != SignatureSize {
-		return nil, layout{}, fmt.Errorf("%w: signature frame has %d bytes, want %d", ErrSignature, len(sig), SignatureSize)
+	if len(frames[0]) == SignatureSize && len(frames) > 1 {
+		return nil, layout{}, fmt.Errorf("%w: the signature is a frame of its own, as in protocol version 1 (this side speaks %d)", ErrVersion, Version)
 	}
+	if len(frames[0]) <= SignatureSize {
+		return nil, layout{}, fmt.Errorf("%w: first frame has %d bytes, want a %d-byte signature followed by the envelope", ErrMalformed, len(frames[0]), SignatureSize)
+	}
+	sig, env := frames[0][:SignatureSize], frames[0][SignatureSize:]
 	if subtle.ConstantTimeCompare(sig, s.sign(env)) != 1 {
 		return nil, layout{}, fmt.Errorf("%w: HMAC does not match the envelope", ErrSignature)
 	}
@@ -108,7 +122,7 @@ func (s *Signer) openEnvelope(frames [][]byte) (*Message, layout, error) {
 	if m.Type == Batch {
 		return m, lay, nil // the frames are counted message by message
 	}
-	if n := len(frames) - 2; n != lay.frames() {
+	if n := len(frames) - 1; n != lay.frames() {
 		return nil, layout{}, fmt.Errorf("%w: %d buffer frames, envelope announces %d", ErrMalformed, n, lay.frames())
 	}
 	return m, lay, nil
@@ -127,16 +141,25 @@ func (s *Signer) Open(frames [][]byte, checkBuffers bool) (*Message, error) {
 	if m.Type == Batch {
 		return nil, fmt.Errorf("%w: a batch where one message was expected (use OpenAll)", ErrMalformed)
 	}
-	if len(lay.digests) > 0 {
-		m.digests = lay.digests
-		m.Buffers = joinBuffers(frames[2:], lay)
-	}
+	m.setBuffers(frames[1:], lay)
 	if checkBuffers {
 		if err := m.CheckBuffers(); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// setBuffers gives m its buffers as lay says they lie: in the envelope or
+// in frames.
+func (m *Message) setBuffers(frames [][]byte, lay layout) {
+	switch {
+	case lay.inline != nil:
+		m.Buffers, m.inline = lay.inline, true
+	case len(lay.digests) > 0:
+		m.digests = lay.digests
+		m.Buffers = joinBuffers(frames, lay)
+	}
 }
 
 // joinBuffers makes each buffer of its frames, copying only buffers that
@@ -192,8 +215,12 @@ func contiguous(frames [][]byte) bool {
 }
 
 // CheckBuffers checks each buffer of a message returned by Open against
-// the digest its signed envelope lists.
+// the digest its signed envelope lists. Buffers that came inside the
+// envelope were checked with its signature.
 func (m *Message) CheckBuffers() error {
+	if m.inline {
+		return nil
+	}
 	if len(m.Buffers) != len(m.digests) {
 		return fmt.Errorf("%w: %d buffers, envelope lists %d", ErrMalformed, len(m.Buffers), len(m.digests))
 	}
@@ -212,13 +239,14 @@ func (m *Message) CheckBuffers() error {
 // unknown type or version, say), it still returns the message id if it can
 // find one, with the decoding error. Nothing it returns may be trusted.
 func PeekHeader(frames [][]byte) (Header, error) {
-	if len(frames) < 2 {
+	if len(frames) == 0 || len(frames[0]) <= SignatureSize {
 		return Header{}, fmt.Errorf("%w: no envelope", ErrMalformed)
 	}
+	env := frames[0][SignatureSize:]
 	m := new(Message)
-	_, err := decodeEnvelope(frames[1], m)
+	_, err := decodeEnvelope(env, m)
 	if err != nil && m.ID == "" {
-		m.ID = findID(frames[1])
+		m.ID = findID(env)
 	}
 	return m.Header, err
 }

@@ -33,22 +33,77 @@ func mustMsgpack(v any) []byte {
 	return b
 }
 
+// sealedFrames returns env signed by s, as the first frame, then bufs.
+func sealedFrames(s *Signer, env []byte, bufs ...[]byte) [][]byte {
+	head := append(make([]byte, SignatureSize), env...)
+	return append([][]byte{s.signHead(head)}, bufs...)
+}
+
 func TestSealOpenRoundTrip(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		inline int // the most buffer bytes carried in the envelope
+		frames int
+	}{
+		{"buffers in the envelope", InlineSize, 1},
+		{"buffers in frames", 0, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewSigner(testKey)
+			m := sampleMessage()
+			frames := s.seal(m, ChunkSize, tt.inline)
+			if len(frames) != tt.frames {
+				t.Fatalf("frames = %d, want %d", len(frames), tt.frames)
+			}
+			got, err := NewSigner(testKey).Open(frames, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got.Header, m.Header) {
+				t.Errorf("header\n got %+v\nwant %+v", got.Header, m.Header)
+			}
+			if !bytes.Equal(got.Content, m.Content) || len(got.Buffers) != 2 || string(got.Buffers[0]) != "abc" || len(got.Buffers[1]) != 0 {
+				t.Errorf("content/buffers differ: %x %q", got.Content, got.Buffers)
+			}
+			if err := got.CheckBuffers(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestInlineThreshold(t *testing.T) {
 	s := NewSigner(testKey)
-	m := sampleMessage()
-	frames := s.Seal(m)
-	if len(frames) != 4 {
-		t.Fatalf("frames = %d, want 4", len(frames))
-	}
-	got, err := NewSigner(testKey).Open(frames, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got.Header, m.Header) {
-		t.Errorf("header\n got %+v\nwant %+v", got.Header, m.Header)
-	}
-	if !bytes.Equal(got.Content, m.Content) || len(got.Buffers) != 2 || string(got.Buffers[0]) != "abc" {
-		t.Errorf("content/buffers differ: %x %q", got.Content, got.Buffers)
+	for _, tt := range []struct {
+		sizes  []int
+		frames int
+	}{
+		{nil, 1},
+		{[]int{InlineSize}, 1},
+		{[]int{InlineSize / 2, InlineSize / 2}, 1},
+		{[]int{InlineSize + 1}, 2},
+		{[]int{InlineSize / 2, InlineSize/2 + 1}, 3}, // all or none: the total decides
+	} {
+		m := sampleMessage()
+		m.Buffers = nil
+		for _, n := range tt.sizes {
+			m.Buffers = append(m.Buffers, bytes.Repeat([]byte{1}, n))
+		}
+		frames := s.Seal(m)
+		if len(frames) != tt.frames {
+			t.Errorf("buffers of %v bytes: %d frames, want %d", tt.sizes, len(frames), tt.frames)
+		}
+		got, err := s.Open(frames, true)
+		if err != nil || len(got.Buffers) != len(tt.sizes) {
+			t.Fatalf("buffers of %v bytes: %v, %d buffers", tt.sizes, err, len(got.Buffers))
+		}
+		// A buffer carried in the envelope must not grow into it.
+		if len(tt.sizes) == 2 {
+			got.Buffers[0] = append(got.Buffers[0], 9)
+			if got.Buffers[1][0] != 1 {
+				t.Error("appending to an inline buffer overwrote the next")
+			}
+		}
 	}
 }
 
@@ -59,10 +114,13 @@ func TestOpenRefuses(t *testing.T) {
 		edit(m)
 		return s.Seal(m)
 	}
-	// reseal encodes env by hand with the right signature.
-	reseal := func(env []byte, bufs ...[]byte) [][]byte {
-		return append([][]byte{append([]byte(nil), s.sign(env)...), env}, bufs...)
+	framed := func(edit func(*Message)) [][]byte { // buffers in frames of their own
+		m := sampleMessage()
+		edit(m)
+		return s.seal(m, ChunkSize, 0)
 	}
+	// reseal encodes env by hand with the right signature.
+	reseal := func(env []byte, bufs ...[]byte) [][]byte { return sealedFrames(s, env, bufs...) }
 	envWith := func(pairs ...any) []byte {
 		b := appendMapHeader(nil, len(pairs)/2)
 		for i := 0; i < len(pairs); i += 2 {
@@ -71,26 +129,35 @@ func TestOpenRefuses(t *testing.T) {
 		}
 		return b
 	}
-	base := []any{"v", 1, "id", "x", "t", "apply", "s", "s", "n", 1, "ts", 5}
+	base := []any{"v", Version, "id", "x", "t", "apply", "s", "s", "n", 1, "ts", 5}
 	tests := []struct {
 		name   string
 		frames [][]byte
 		want   error
 		detail string
 	}{
-		{"one frame", [][]byte{{1}}, ErrMalformed, "want at least 2"},
-		{"short signature", [][]byte{{1, 2}, {0x80}}, ErrSignature, "signature frame"},
+		{"no frames", nil, ErrMalformed, "no frames"},
+		{"no envelope", [][]byte{make([]byte, SignatureSize)}, ErrMalformed, "first frame has 32 bytes"},
+		{"short frame", [][]byte{{1, 2}}, ErrMalformed, "first frame has 2 bytes"},
+		{"signature in a frame of its own (version 1)", func() [][]byte {
+			f := seal(func(*Message) {})
+			return [][]byte{f[0][:SignatureSize], f[0][SignatureSize:]}
+		}(), ErrVersion, "version 1"},
 		{"wrong key", NewSigner([]byte("another key")).Seal(sampleMessage()), ErrSignature, "HMAC"},
-		{"tampered envelope", func() [][]byte { f := seal(func(*Message) {}); f[1][3] ^= 1; return f }(), ErrSignature, "HMAC"},
-		{"tampered buffer", func() [][]byte { f := seal(func(*Message) {}); f[2][0] ^= 1; return f }(), ErrSignature, "buffer 0"},
-		{"missing buffer", func() [][]byte { f := seal(func(*Message) {}); return f[:3] }(), ErrMalformed, "1 buffer frames, envelope announces 2"},
-		{"extra buffer", func() [][]byte { f := seal(func(*Message) {}); return append(f, []byte("x")) }(), ErrMalformed, "3 buffer frames, envelope announces 2"},
-		{"version 2", reseal(envWith("v", 2, "id", "x")), ErrVersion, "version 2"},
-		{"version not first", reseal(envWith("id", "x", "v", 1)), ErrMalformed, `must start with "v"`},
+		{"tampered envelope", func() [][]byte { f := seal(func(*Message) {}); f[0][SignatureSize+3] ^= 1; return f }(), ErrSignature, "HMAC"},
+		{"tampered inline buffer", func() [][]byte { f := seal(func(*Message) {}); f[0][bytes.Index(f[0], []byte("abc"))] ^= 1; return f }(), ErrSignature, "HMAC"},
+		{"tampered buffer", func() [][]byte { f := framed(func(*Message) {}); f[1][0] ^= 1; return f }(), ErrSignature, "buffer 0"},
+		{"missing buffer", func() [][]byte { f := framed(func(*Message) {}); return f[:2] }(), ErrMalformed, "1 buffer frames, envelope announces 2"},
+		{"extra buffer", func() [][]byte { f := framed(func(*Message) {}); return append(f, []byte("x")) }(), ErrMalformed, "3 buffer frames, envelope announces 2"},
+		{"frame after inline buffers", func() [][]byte { f := seal(func(*Message) {}); return append(f, []byte("x")) }(), ErrMalformed, "1 buffer frames, envelope announces 0"},
+		{"inline buffers and digests", reseal(envWith(append(base, "bi", [][]byte{{1}}, "b", [][]byte{make([]byte, 32)})...), []byte("x")), ErrMalformed, "both inline buffers"},
+		{"inline buffer not bin", reseal(envWith(append(base, "bi", []string{"x"})...)), ErrMalformed, `"bi"`},
+		{"version 1", reseal(envWith("v", 1, "id", "x")), ErrVersion, "version 1"},
+		{"version not first", reseal(envWith("id", "x", "v", Version)), ErrMalformed, `must start with "v"`},
 		{"unknown type", reseal(envWith(append(base[:4:4], "t", "frobnicate", "s", "s", "n", 1, "ts", 5)...)), ErrType, "frobnicate"},
 		{"unknown field", reseal(envWith(append(base, "zz", 1)...)), ErrMalformed, `unknown envelope field "zz"`},
 		{"duplicate field", reseal(envWith(append(base, "id", "y")...)), ErrMalformed, "twice"},
-		{"missing session", reseal(envWith("v", 1, "id", "x", "t", "apply", "n", 1, "ts", 5)), ErrMalformed, `lacks field "s"`},
+		{"missing session", reseal(envWith("v", Version, "id", "x", "t", "apply", "n", 1, "ts", 5)), ErrMalformed, `lacks field "s"`},
 		{"bad status", reseal(envWith(append(base, "st", "maybe")...)), ErrMalformed, "unknown status"},
 		{"negative target", reseal(envWith(append(base, "to", []int{-1})...)), ErrMalformed, "out of range"},
 		{"short digest", reseal(envWith(append(base, "b", [][]byte{{1, 2}})...), []byte("x")), ErrMalformed, "digest 0 has 2 bytes"},
@@ -116,13 +183,13 @@ func TestChunkedBuffers(t *testing.T) {
 	data := []byte("0123456789abcdefghij") // 20 bytes: frames of 8, 8, 4
 	m := &Message{Header: Header{ID: "x-1", Type: Push, Session: "x", Seq: 1, Time: 1, Targets: []int{0}, Engine: NoEngine},
 		Buffers: [][]byte{[]byte("small"), data, {}}}
-	frames := s.seal(m, 8)
-	if len(frames) != 2+1+3+1 {
-		t.Fatalf("%d frames, want 7", len(frames))
+	frames := s.seal(m, 8, 0)
+	if len(frames) != 1+1+3+1 {
+		t.Fatalf("%d frames, want 6", len(frames))
 	}
 	for i, want := range []string{"small", "01234567", "89abcdef", "ghij", ""} {
-		if string(frames[2+i]) != want {
-			t.Errorf("frame %d = %q, want %q", 2+i, frames[2+i], want)
+		if string(frames[1+i]) != want {
+			t.Errorf("frame %d = %q, want %q", 1+i, frames[1+i], want)
 		}
 	}
 	got, err := NewSigner(testKey).Open(frames, true)
@@ -148,7 +215,7 @@ func TestChunkedBuffers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if &got.Buffers[1][0] != &shared[3][0] || string(got.Buffers[1]) != string(data) {
+	if &got.Buffers[1][0] != &shared[2][0] || string(got.Buffers[1]) != string(data) {
 		t.Error("contiguous frames were copied to be joined")
 	}
 	// The relay path checks the layout but leaves the frames alone.
@@ -156,24 +223,24 @@ func TestChunkedBuffers(t *testing.T) {
 	if err != nil || len(rel) != 1 || rel[0].Buffers != nil || rel[0].ID != "x-1" || len(rel[0].Frames) != 5 {
 		t.Fatalf("OpenRelay = %+v, %v", rel, err)
 	}
-	if _, _, err := NewSigner(testKey).OpenRelay(frames[:6]); !errors.Is(err, ErrMalformed) {
+	if _, _, err := NewSigner(testKey).OpenRelay(frames[:5]); !errors.Is(err, ErrMalformed) {
 		t.Errorf("a missing frame passed the relay check: %v", err)
 	}
 	// Tampering with one piece is caught.
-	frames[4][0] ^= 1
+	frames[3][0] ^= 1
 	if _, err := NewSigner(testKey).Open(frames, true); !errors.Is(err, ErrSignature) {
 		t.Errorf("tampered piece: %v", err)
 	}
 	// Frame counts that do not describe the buffers are refused.
 	for _, bad := range [][]any{{0, 1, 1}, {1, 1}} {
-		envs := [][]any{{"v", 1, "id", "x", "t", "push", "s", "s", "n", 1, "ts", 5, "b", [][]byte{make([]byte, 32), make([]byte, 32), make([]byte, 32)}, "bn", bad}}
+		envs := [][]any{{"v", Version, "id", "x", "t", "push", "s", "s", "n", 1, "ts", 5, "b", [][]byte{make([]byte, 32), make([]byte, 32), make([]byte, 32)}, "bn", bad}}
 		for _, pairs := range envs {
 			b := appendMapHeader(nil, len(pairs)/2)
 			for i := 0; i < len(pairs); i += 2 {
 				b = appendStr(b, pairs[i].(string))
 				b = append(b, mustMsgpack(pairs[i+1])...)
 			}
-			fr := [][]byte{append([]byte(nil), s.sign(b)...), b, {}, {}, {}}
+			fr := sealedFrames(s, b, []byte{}, []byte{}, []byte{})
 			if _, err := s.Open(fr, false); !errors.Is(err, ErrMalformed) {
 				t.Errorf("frame counts %v: %v", bad, err)
 			}

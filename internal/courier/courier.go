@@ -80,23 +80,32 @@ func (c *Courier) write(ms []*wire.Message) {
 	}
 	for len(ms) > 0 {
 		n := min(len(ms), MaxBatch)
-		var h wire.Header
-		if n > 1 {
-			h = c.session.Header(wire.Batch)
+		var frames [][]byte
+		if n == 1 {
+			c.stamp(ms[0])
+			frames = c.signer.Seal(ms[0])
+		} else {
+			h := c.session.Header(wire.Batch)
 			c.session.Stamp(&h)
-		}
-		raws := make([]wire.Raw, n)
-		for i, m := range ms[:n] {
-			if m.ID == "" {
-				m.ID = c.session.NewID()
+			raws := make([]wire.Raw, n)
+			for i, m := range ms[:n] {
+				c.stamp(m)
+				raws[i] = wire.Encode(m)
 			}
-			c.session.Stamp(&m.Header)
-			raws[i] = wire.Encode(m)
+			frames = c.signer.SealRaw(h, raws)
 		}
-		if err := c.sock.Send(c.signer.SealRaw(h, raws)); err != nil {
+		if err := c.sock.Send(frames); err != nil {
 			c.log.Warn("send failed", "messages", n, "err", err)
 		}
 		ms = ms[n:]
 	}
 	c.last = time.Now()
+}
+
+// stamp gives m its id, if it has none, and its sequence number and time.
+func (c *Courier) stamp(m *wire.Message) {
+	if m.ID == "" {
+		m.ID = c.session.NewID()
+	}
+	c.session.Stamp(&m.Header)
 }
