@@ -983,11 +983,37 @@ func (o *outbox) toEngine(rid string, r wire.Raw) { o.add(dest{true, rid}, r, ""
 // maxBatch bounds the messages of one batch.
 const maxBatch = 512
 
+// sealed remembers the last message sealed on its own, so that the same
+// message sent to many peers is signed and copied once: a direct request
+// to a thousand engines is one envelope, relayed unchanged to each. The
+// transport copies frames on sending, so they can be sent again.
+type sealed struct {
+	key    *wire.Signer
+	raw    wire.Raw
+	frames [][]byte
+}
+
+func (s *sealed) seal(key *wire.Signer, r wire.Raw) [][]byte {
+	if key != s.key || !sameRaw(r, s.raw) {
+		*s = sealed{key: key, raw: r, frames: key.SealRaw(wire.Header{}, []wire.Raw{r})}
+	}
+	return s.frames
+}
+
+// sameRaw reports whether a and b are the same message: the same
+// envelope and frames in memory, not merely equal bytes (comparing bytes
+// would cost what sealing once saves).
+func sameRaw(a, b wire.Raw) bool {
+	return len(a.Env) > 0 && len(a.Env) == len(b.Env) && &a.Env[0] == &b.Env[0] &&
+		len(a.Frames) == len(b.Frames) && (len(a.Frames) == 0 || &a.Frames[0] == &b.Frames[0])
+}
+
 // flush seals what is staged, per destination, with that side's key, and
 // sends it: one message as itself, several as batches. The task replies
 // staged for a client that is gone are kept for a results request.
 func (c *core) flush(send sendFunc) {
 	o := &c.out
+	var last sealed // a request fanned out to many engines is sealed once
 	for _, d := range o.order {
 		st := o.by[d]
 		key := c.clientKey
@@ -996,12 +1022,15 @@ func (c *core) flush(send sendFunc) {
 		}
 		for lo := 0; lo < len(st.raws); lo += maxBatch {
 			hi := min(len(st.raws), lo+maxBatch)
-			var h wire.Header
+			var frames [][]byte
 			if hi-lo > 1 {
-				h = c.session.Header(wire.Batch)
+				h := c.session.Header(wire.Batch)
 				c.session.Stamp(&h)
+				frames = key.SealRaw(h, st.raws[lo:hi])
+			} else {
+				frames = last.seal(key, st.raws[lo])
 			}
-			err := send(d.engine, d.rid, key.SealRaw(h, st.raws[lo:hi]))
+			err := send(d.engine, d.rid, frames)
 			if err == nil {
 				continue
 			}

@@ -22,7 +22,9 @@ import (
 // first frame. A Dealer socket's frames are the message alone.
 type Socket interface {
 	// Send queues a message and returns without waiting for the peer.
-	// On a Router, an unknown or disconnected peer gives ErrUnreachable.
+	// It copies the frames: the caller may reuse them, or send them
+	// again, once it returns. On a Router, an unknown or disconnected
+	// peer gives ErrUnreachable.
 	Send(frames [][]byte) error
 	// Recv returns the next message without blocking, or ErrAgain. The
 	// frames may be slices of one buffer whose capacity runs past their

@@ -180,8 +180,18 @@ func (r *router) Send(frames [][]byte) error {
 		return transport.ErrUnreachable
 	}
 	r.net.mu.Unlock()
-	d.in.put(frames[1:])
+	d.in.put(copyFrames(frames[1:]))
 	return nil
+}
+
+// copyFrames copies a message, as ZeroMQ does on sending, so that neither
+// side can change what the other holds.
+func copyFrames(frames [][]byte) [][]byte {
+	cp := make([][]byte, len(frames))
+	for i, f := range frames {
+		cp[i] = append([]byte{}, f...)
+	}
+	return cp
 }
 
 func (r *router) Recv() ([][]byte, error) {
@@ -222,17 +232,13 @@ func (d *dealer) Send(frames [][]byte) error {
 	r := d.admitted
 	if r == nil {
 		if d.net.routers[d.endpoint] == nil { // not bound yet: queue, as ZeroMQ does
-			cp := make([][]byte, len(frames))
-			for i, f := range frames {
-				cp[i] = append([]byte{}, f...)
-			}
-			d.pending = append(d.pending, cp)
+			d.pending = append(d.pending, copyFrames(frames))
 		}
 		d.net.mu.Unlock()
 		return nil // refused or disconnected: dropped silently, as ZeroMQ does
 	}
 	d.net.mu.Unlock()
-	r.in.put(append([][]byte{[]byte(d.id)}, frames...))
+	r.in.put(append([][]byte{[]byte(d.id)}, copyFrames(frames)...))
 	return nil
 }
 

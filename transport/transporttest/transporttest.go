@@ -95,16 +95,21 @@ func testEcho(t *testing.T, s Setup) {
 	if err := d.Send(msg); err != nil {
 		t.Fatal(err)
 	}
+	msg[2][0] = 8 // the frames were copied: the caller may reuse them
 	got := recvWait(t, n, r)
-	if len(got) != 4 || string(got[0]) != "peer-1" || string(got[1]) != "a" || len(got[2]) != 0 || !bytes.Equal(got[3], msg[2]) {
+	if len(got) != 4 || string(got[0]) != "peer-1" || string(got[1]) != "a" || len(got[2]) != 0 || len(got[3]) != len(msg[2]) {
 		t.Fatalf("router got %d frames, id %q", len(got), got[0])
 	}
-	if err := r.Send([][]byte{[]byte("peer-1"), []byte("back")}); err != nil {
+	if got[3][0] != 7 || !bytes.Equal(got[3][1:], msg[2][1:]) {
+		t.Fatal("the large frame differs, or a change to it after Send reached the receiver")
+	}
+	back := []byte("back")
+	if err := r.Send([][]byte{[]byte("peer-1"), back}); err != nil {
 		t.Fatal(err)
 	}
-	back := recvWait(t, n, d)
-	if len(back) != 1 || string(back[0]) != "back" {
-		t.Fatalf("dealer got %q", back)
+	copy(back, "gone")
+	if got := recvWait(t, n, d); len(got) != 1 || string(got[0]) != "back" {
+		t.Fatalf("dealer got %q", got)
 	}
 }
 
