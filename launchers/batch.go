@@ -30,6 +30,10 @@ type BatchJob struct {
 	EngineCommand string            // what each task runs, quoted for the shell
 	MPIExec       string            // if set, how the script starts the ranks (mpiexec); else the scheduler's own (srun)
 	Extra         []string          // more directive lines, as given
+	// ControllerCommand, if set, is what the script runs instead of
+	// starting the engines itself: a controller inside the job, which
+	// starts them (ipcluster slurm --controller-in-job).
+	ControllerCommand string
 }
 
 // RenderScript renders a batch script template for job. An error names the
@@ -42,7 +46,7 @@ func RenderScript(name, text string, job BatchJob) (string, error) {
 	var b strings.Builder
 	if err := t.Execute(&b, job); err != nil {
 		return "", fmt.Errorf("batch template: %w (variables: N, Nodes, TasksPerNode, Partition, Queue, Account, QOS, "+
-			"Walltime, JobName, WorkDir, Output, Env, EngineCommand, MPIExec, Extra; function: shquote)", err)
+			"Walltime, JobName, WorkDir, Output, Env, EngineCommand, MPIExec, Extra, ControllerCommand; function: shquote)", err)
 	}
 	return b.String(), nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ipcluster/ipcluster/internal/testenv"
+	"github.com/ipcluster/ipcluster/pbs"
 	"github.com/ipcluster/ipcluster/slurm"
 )
 
@@ -30,7 +31,8 @@ func TestRenderSLURMTemplate(t *testing.T) {
 #SBATCH --output=/home/a/job-%j.out
 #SBATCH --exclusive
 
-# The engines find the controller through these variables.
+# What ipcluster needs in the job: the controller's address and the engine keys
+# (or, with --controller-in-job, where the profile is).
 export IPCLUSTER_CONNECTION='{"key":"it'\''s"}'
 export IPCLUSTER_JOB=k
 
@@ -43,6 +45,14 @@ srun --ntasks=4 --label /opt/bin/ipcluster engine
 	job.MPIExec = "mpiexec"
 	if got, _ := RenderScript("slurm", slurm.DefaultTemplate, job); !strings.HasSuffix(got, "\nmpiexec -n 4 /opt/bin/ipcluster engine\n") {
 		t.Errorf("with mpiexec:\n%s", got)
+	}
+	// With the controller in the job, the script runs it instead.
+	job.ControllerCommand = "/opt/bin/ipcluster mpiexec -n 4 --ip auto --mpiexec mpiexec --timeout 1h0m0s"
+	for name, text := range map[string]string{"slurm": slurm.DefaultTemplate, "pbs": pbs.DefaultTemplate} {
+		got, err := RenderScript(name, text, job)
+		if err != nil || !strings.HasSuffix(got, "\n"+job.ControllerCommand+"\n") || strings.Contains(got, "ipcluster engine") {
+			t.Errorf("%s, with the controller in the job: %v\n%s", name, err, got)
+		}
 	}
 }
 

@@ -87,12 +87,20 @@ func implementationOf(version string) Implementation {
 // InBatchJob reports whether this process runs inside a batch allocation
 // (SLURM, PBS, LSF), where the allocation decides how many ranks fit.
 func InBatchJob() bool {
-	for _, v := range []string{"SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID"} {
-		if os.Getenv(v) != "" {
-			return true
+	_, id := BatchJobID()
+	return id != ""
+}
+
+// BatchJobID returns the batch system ("slurm", "pbs", "lsf") and the id
+// of the batch job this process runs in, or two empty strings. SLURM is
+// asked first: its PBS wrappers run jobs with SLURM's variables.
+func BatchJobID() (system, id string) {
+	for _, v := range []struct{ system, env string }{{"slurm", "SLURM_JOB_ID"}, {"pbs", "PBS_JOBID"}, {"lsf", "LSB_JOBID"}} {
+		if id := os.Getenv(v.env); id != "" {
+			return v.system, id
 		}
 	}
-	return false
+	return "", ""
 }
 
 // commandLine returns mpiexec's arguments for impl.

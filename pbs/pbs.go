@@ -198,11 +198,17 @@ const DefaultTemplate = `#!/bin/sh
 #PBS {{.}}
 {{- end}}
 
-# The engines find the controller through these variables.
+# What ipcluster needs in the job: the controller's address and the engine keys
+# (or, with --controller-in-job, where the profile is).
 {{- range $name, $value := .Env}}
 export {{$name}}={{shquote $value}}
 {{- end}}
 
 cd {{shquote .WorkDir}}
+{{if .ControllerCommand -}}
+# The controller runs here, inside the job, and starts the engines.
+{{.ControllerCommand}}
+{{- else -}}
 {{if .MPIExec}}{{.MPIExec}}{{else}}mpiexec{{end}} -n {{.N}} {{.EngineCommand}}
+{{- end}}
 `

@@ -24,7 +24,7 @@ type batchFlags struct {
 	account, qos, walltime              string
 	jobName, template, workDir, mpiexec string
 	extra                               []string
-	dryRun, daemon                      bool
+	dryRun, daemon, inJob               bool
 	timeout                             time.Duration
 }
 
@@ -41,7 +41,7 @@ The default template (ipcluster template pbs prints it) asks for
 nodes and processors per node (Torque style; the template says what to
 change for PBS Pro's select) and starts the engines with mpiexec. Variables:
 N, Nodes, TasksPerNode, Queue, Account, Walltime, JobName, WorkDir, Output,
-Env, EngineCommand, MPIExec, Extra; the function shquote.`,
+Env, EngineCommand, MPIExec, Extra, ControllerCommand; the function shquote.`,
 		Example: `  ipcluster pbs -n 64 --queue short --walltime 00:30:00 --ip 10.1.0.5
   ipcluster pbs -n 16 --template job.pbs
   ipcluster template pbs > job.pbs`,
@@ -73,6 +73,7 @@ func addCommonBatchFlags(cmd *cobra.Command, f *batchFlags, directive, kind stri
 	fl.StringArrayVar(&f.extra, "directive", nil, "another "+directive+" directive line, such as --directive=\"-m abe\" (repeatable)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the job script and submit nothing")
 	fl.BoolVar(&f.daemon, "daemon", false, "run in the background: return once the engines have registered")
+	fl.BoolVar(&f.inJob, "controller-in-job", false, "run the controller inside the job too (found through the profile's connection files, which must be on a shared file system); return once the engines have registered")
 	fl.DurationVar(&f.timeout, "timeout", 24*time.Hour, "how long to wait for the engines (a job may wait in the queue)")
 }
 
@@ -95,14 +96,21 @@ The default template (ipcluster template slurm prints it) starts the
 engines with srun, or with mpiexec inside the allocation when ipcluster is
 built with MPI; --template uses your own. Variables: N, Nodes,
 TasksPerNode, Partition, Account, QOS, Walltime, JobName, WorkDir, Output,
-Env, EngineCommand, MPIExec, Extra; the function shquote quotes for the
-shell.
+Env, EngineCommand, MPIExec, Extra, ControllerCommand; the function shquote
+quotes for the shell.
 
 Ctrl-C (or ipcluster stop) cancels the job. A job that ends before its
-engines register is reported with SLURM's state and the end of its output.`,
+engines register is reported with SLURM's state and the end of its output.
+
+With --controller-in-job the job runs the controller too (ipcluster
+mpiexec --ip auto on its first node, the engines with srun or --mpiexec):
+this command waits until it has come up, through the profile's connection
+files (on a file system the nodes share), and its engines have registered,
+then returns; ipcluster stop, from any node, ends the job.`,
 		Example: `  ipcluster slurm -n 64 --partition debug --walltime 00:30:00 --account proj1 --ip 10.1.0.5
   ipcluster slurm -n 64 --template job.sbatch
   ipcluster slurm -n 4 --dry-run
+  ipcluster slurm -n 64 --controller-in-job --walltime 01:00:00
   ipcluster template slurm > job.sbatch`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -160,7 +168,7 @@ func runBatch(cmd *cobra.Command, g *globals, f batchFlags, sched launchers.Sche
 		return errors.New("-n, --nodes and --tasks-per-node cannot be negative")
 	}
 	// A controller started here must be reachable from the compute nodes.
-	if g.ip == "" && os.Getenv("IPCLUSTER_IP") == "" && cfg.Controller.IP == "127.0.0.1" && !f.dryRun {
+	if g.ip == "" && os.Getenv("IPCLUSTER_IP") == "" && cfg.Controller.IP == "127.0.0.1" && !f.dryRun && !f.inJob {
 		if _, running, _ := p.Running(); !running {
 			addr, why := batchAddress()
 			cfg.Controller.IP = addr
@@ -192,6 +200,9 @@ func runBatch(cmd *cobra.Command, g *globals, f batchFlags, sched launchers.Sche
 	job := launchers.BatchJob{N: n, Nodes: f.nodes, TasksPerNode: f.perNode, Partition: f.partition, Queue: f.queue, Account: f.account,
 		QOS: f.qos, Walltime: f.walltime, JobName: f.jobName, WorkDir: workDir, MPIExec: mpiexec, Extra: f.extra,
 		EngineCommand: launchers.ShellQuote(self) + " engine"}
+	if f.inJob {
+		job.ControllerCommand = inJobCommand(self, n, g.ip, mpiexec, f.timeout)
+	}
 	render := func(env []string, output string) (string, error) {
 		j := job
 		j.Output, j.Env = output, map[string]string{}
@@ -213,13 +224,29 @@ func runBatch(cmd *cobra.Command, g *globals, f batchFlags, sched launchers.Sche
 	// Render once now, so that a template error shows before anything starts.
 	placeholder := []string{engine.ConnectionEnv + "=<the controller's address and engine keys, as JSON>",
 		engine.JobEnv + "=<the job's key>", "IPCLUSTER_LOG_LEVEL=" + cfg.Log.Level, "IPCLUSTER_PROFILE=" + p.Name}
+	if f.inJob {
+		if placeholder, err = inJobEnvironment(p, cfg, sched.Name()); err != nil {
+			return err
+		}
+	}
 	script, err := render(placeholder, outputOf(os.Getpid()))
 	if err != nil {
 		return err
 	}
+	if f.inJob && !strings.Contains(script, job.ControllerCommand) {
+		return fmt.Errorf("%s does not run {{.ControllerCommand}}, which --controller-in-job needs (ipcluster template %s shows where it goes)", name, sched.Name())
+	}
 	if f.dryRun {
 		fmt.Fprint(cmd.OutOrStdout(), script)
 		return nil
+	}
+	if f.inJob {
+		if err := os.MkdirAll(p.LogDir(), 0o700); err != nil {
+			return err
+		}
+		output := outputOf(os.Getpid())
+		b := &launchers.Batch{Scheduler: sched, Script: script, Dir: workDir, OutputFile: output}
+		return runControllerInJob(cmd, p, sched, b, n, f.timeout)
 	}
 	return runJob(cmd, g, p, cfg, jobRun{
 		kind: sched.Name(), n: n, daemon: f.daemon, timeout: f.timeout, unit: "engines",

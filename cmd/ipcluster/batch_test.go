@@ -237,3 +237,58 @@ func TestStopPendingBatchJob(t *testing.T) {
 	}
 	e.mustRun("stop")
 }
+
+// ipcluster slurm --controller-in-job on a real single-node SLURM: the
+// controller and 3 engines run in the job; the command returns once they
+// have registered; a client finds them through the profile's connection
+// file; status shows the job; stop ends it; a second start while the first
+// runs is refused.
+func TestSLURMControllerInJob(t *testing.T) {
+	testenv.NeedSLURM(t)
+	e := newEnv(t)
+	out := e.mustRun("slurm", "-n", "3", "--controller-in-job")
+	if !strings.Contains(out, "the controller runs in it on") || !strings.Contains(out, "3 engines registered") {
+		t.Fatalf("ipcluster slurm --controller-in-job said:\n%s", out)
+	}
+	st, err := profile.ReadState(e.profile().StatePath())
+	if err != nil || st.BatchID == "" || st.Batch != "slurm" || st.Host == "" {
+		t.Fatalf("run state %+v, %v", st, err)
+	}
+	batch := st.BatchID
+	if out, err := e.ipcluster("slurm", "-n", "1", "--controller-in-job"); err == nil || !strings.Contains(out, "a cluster is running") {
+		t.Errorf("a second --controller-in-job: %v\n%s", err, out)
+	}
+	if status := e.mustRun("status"); !strings.Contains(status, "controller in slurm job "+batch+" (RUNNING)") {
+		t.Errorf("ipcluster status:\n%s", status)
+	}
+	c := e.connect()
+	ctx := ctxT(t, time.Minute)
+	ids, err := c.Apply(ctx, "getenv", []any{"SLURM_JOB_ID"}, client.Targets(client.All))
+	if err != nil || len(ids) != 3 {
+		t.Fatalf("getenv on the engines: %v, %v", ids, err)
+	}
+	for _, v := range ids {
+		if v != batch {
+			t.Errorf("an engine runs in SLURM job %v, want %s", v, batch)
+		}
+	}
+	c.Close()
+	if out := e.mustRun("stop"); !strings.Contains(out, "slurm job "+batch) {
+		t.Errorf("ipcluster stop said:\n%s", out)
+	}
+	if j, err := (slurm.Commands{}).Status(ctx, batch); err != nil || !j.State.Finished() {
+		t.Errorf("after ipcluster stop the job is %+v, %v", j, err)
+	}
+	if _, err := profile.ReadState(e.profile().StatePath()); err == nil {
+		t.Error("the state file outlived the cluster")
+	}
+
+	// A job that ends before its controller comes up is reported, with its
+	// output.
+	tmpl := filepath.Join(t.TempDir(), "fails.sbatch")
+	os.WriteFile(tmpl, []byte("#!/bin/sh\n#SBATCH --output={{.Output}}\n# would run: {{.ControllerCommand}}\necho no controller today; exit 3\n"), 0o600)
+	if out, err := e.ipcluster("slurm", "-n", "1", "--controller-in-job", "--template", tmpl); err == nil ||
+		!strings.Contains(out, "ended FAILED") || !strings.Contains(out, "no controller today") {
+		t.Errorf("a job that fails at once: %v\n%s", err, out)
+	}
+}

@@ -127,6 +127,11 @@ func (e *env) stopLeftovers() {
 	if err != nil {
 		return
 	}
+	if sched, ok := schedulerOf(st.Batch); ok && st.BatchID != "" { // a controller in a batch job
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		sched.Cancel(ctx, st.BatchID)
+		cancel()
+	}
 	// The supervisor's launchers die with it (mpiexec is sent SIGTERM).
 	for _, pid := range append([]int{st.SupervisorPID}, enginePIDs(st)...) {
 		if pid > 0 && profile.Alive(pid) {

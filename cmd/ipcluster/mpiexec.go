@@ -200,7 +200,8 @@ func runJob(cmd *cobra.Command, g *globals, p *profile.Profile, cfg *profile.Con
 		err = supervisor.Run(cmd.Context(), supervisor.Options{
 			Profile: p, Config: cfg, Engines: jr.n, Kind: jr.kind, Launch: launch, Logger: log,
 			StartTimeout: jr.timeout, Progress: showProgress, Daemon: report != nil,
-			Ready: func(r supervisor.Ready) { ready(r, true) },
+			InBatchJob: os.Getenv(inJobEnv) != "",
+			Ready:      func(r supervisor.Ready) { ready(r, true) },
 		})
 	}
 	if bar != nil {

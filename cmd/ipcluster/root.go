@@ -51,7 +51,7 @@ the configuration ipcluster.toml, connection files, run state and logs.`,
 	root.Flags().IntVarP(&n, "n", "n", 0, "start a cluster with this many engines (shorthand for start -n)")
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.profile, "profile", os.Getenv("IPCLUSTER_PROFILE"), `profile name (default "default"; env IPCLUSTER_PROFILE)`)
-	pf.StringVar(&g.ip, "ip", "", "interface the controller listens on (default 127.0.0.1; env IPCLUSTER_IP)")
+	pf.StringVar(&g.ip, "ip", "", `interface the controller listens on (default 127.0.0.1; env IPCLUSTER_IP); "auto": the address of this host's name, else of its first interface up`)
 	pf.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error (default info, to the log file; env IPCLUSTER_LOG_LEVEL)")
 	root.RegisterFlagCompletionFunc("profile", completeProfiles)
 	root.RegisterFlagCompletionFunc("log-level", cobra.FixedCompletions(
@@ -88,6 +88,9 @@ func (g *globals) load() (*profile.Profile, *profile.Config, error) {
 	}
 	if g.ip != "" {
 		cfg.Controller.IP = g.ip
+	}
+	if cfg.Controller.IP == "auto" {
+		cfg.Controller.IP, _ = batchAddress()
 	}
 	if g.logLevel != "" {
 		cfg.Log.Level = strings.ToLower(g.logLevel)

@@ -34,7 +34,8 @@ how each was launched, its batch job id and the batch system's state
 			if err != nil {
 				return err
 			}
-			if !running {
+			inJob, hasJob := inBatchJob(p)
+			if !running && !hasJob {
 				fmt.Fprintf(out, "no cluster is running for profile %q\n", p.Name)
 				return nil
 			}
@@ -42,11 +43,17 @@ how each was launched, its batch job id and the batch system's state
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "cluster of profile %q: pid %d, up %s, clients at %s\n", p.Name, pid,
-				time.Since(st.Started).Round(time.Second), st.ClientEndpoint)
-			jobs := append(slices.Clone(st.Jobs), p.Jobs()...)
 			ctx, cancel := context.WithTimeout(cmd.Context(), 20*time.Second)
 			defer cancel()
+			if hasJob {
+				fmt.Fprintf(out, "cluster of profile %q: controller in %s job %s (%s) on %s, pid %d there, up %s, clients at %s\n",
+					p.Name, inJob.Batch, inJob.BatchID, batchState(ctx, inJob.Batch, inJob.BatchID), inJob.Host, inJob.ControllerPID,
+					time.Since(st.Started).Round(time.Second), st.ClientEndpoint)
+			} else {
+				fmt.Fprintf(out, "cluster of profile %q: pid %d, up %s, clients at %s\n", p.Name, pid,
+					time.Since(st.Started).Round(time.Second), st.ClientEndpoint)
+			}
+			jobs := append(slices.Clone(st.Jobs), p.Jobs()...)
 			registered := map[string]client.JobInfo{}
 			if c, err := client.Connect(ctx, client.Options{Profile: p.Name}); err == nil {
 				for _, j := range c.Jobs() {

@@ -25,7 +25,12 @@ answer, the process is sent SIGTERM, then SIGKILL.
 
 With --job N it stops only job N (as ipcluster engines numbers them): its
 engines shut down, its launcher (mpiexec) ends, and the rest of the
-cluster keeps running.`,
+cluster keeps running.
+
+A cluster whose controller runs in a batch job (ipcluster slurm
+--controller-in-job) is stopped from any host that shares the profile: the
+controller is asked to shut down, which ends its job; a job that does not
+end is cancelled.`,
 		Example: `  ipcluster stop
   ipcluster stop --job 2`,
 		Args: cobra.NoArgs,
@@ -39,6 +44,9 @@ cluster keeps running.`,
 			}
 			if batch != "" {
 				return stopBatch(cmd, p, batch)
+			}
+			if st, ok := inBatchJob(p); ok {
+				return stopInJob(cmd, p, st)
 			}
 			pid, running, err := p.Running()
 			if err != nil {

@@ -322,7 +322,8 @@ func (c *Config) TOML() string {
 # Command-line flags override the environment, which overrides this file.
 
 [controller]
-# Address of the interface to listen on ($IPCLUSTER_IP).
+# Address of the interface to listen on ($IPCLUSTER_IP); "auto": the address
+# of this host's name, else of its first interface up.
 ip = %s
 # Ports for clients and engines; 0 picks a free port.
 client_port = %d

@@ -25,6 +25,14 @@ type State struct {
 	Daemon         bool      `json:"daemon"` // the supervisor detached from its terminal
 	Engines        []Engine  `json:"engines,omitempty"`
 	Jobs           []Job     `json:"jobs,omitempty"`
+	// Host is the machine the controller runs on. Batch names the batch
+	// system and BatchID the batch job the controller runs inside, if
+	// any (ipcluster slurm --controller-in-job): then ControllerPID is a
+	// process of Host, and other hosts reach the cluster through its
+	// connection files and the batch system.
+	Host    string `json:"host,omitempty"`
+	Batch   string `json:"batch,omitempty"`
+	BatchID string `json:"batch_id,omitempty"`
 }
 
 // Engine is an engine process the supervisor launched.

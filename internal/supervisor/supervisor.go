@@ -47,6 +47,10 @@ type Options struct {
 	Ready func(Ready)
 	// Daemon is recorded in the run state.
 	Daemon bool
+	// InBatchJob records in the run state the batch job this process runs
+	// in, as the job that holds the controller (ipcluster slurm
+	// --controller-in-job), so that stop cancels it.
+	InBatchJob bool
 }
 
 // Ready describes a cluster, or a job joining one, that has started.
@@ -118,6 +122,10 @@ func Run(ctx context.Context, opts Options) error {
 	state := &profile.State{
 		Profile: p.Name, ClusterID: clientInfo.ClusterID, ControllerPID: os.Getpid(), SupervisorPID: os.Getpid(),
 		Started: start, ClientEndpoint: clientInfo.Endpoint, EngineEndpoint: engineInfo.Endpoint, Daemon: opts.Daemon,
+	}
+	state.Host, _ = os.Hostname()
+	if opts.InBatchJob {
+		state.Batch, state.BatchID = launchers.BatchJobID()
 	}
 	if err := profile.WriteState(p.StatePath(), state); err != nil {
 		return err
