@@ -140,12 +140,18 @@ func checkNoCluster(ctx context.Context, p *profile.Profile) error {
 	if err != nil || st.BatchID == "" {
 		return nil
 	}
-	if sched, ok := schedulerOf(st.Batch); ok {
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if state, finished, _, err := sched.Poll(ctx, st.BatchID); err == nil && !finished {
-			return fmt.Errorf("profile %q has its controller in %s job %s (%s): stop it (ipcluster stop), or use --profile", p.Name, st.Batch, st.BatchID, state)
-		}
+	sched, ok := schedulerOf(st.Batch)
+	if !ok {
+		return fmt.Errorf("profile %q has its controller in %s job %s, which ipcluster cannot ask about: use another --profile", p.Name, st.Batch, st.BatchID)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	state, finished, _, err := sched.Poll(ctx, st.BatchID)
+	switch {
+	case err != nil:
+		return fmt.Errorf("profile %q has its controller in %s job %s, and %s does not say whether it still runs: %w", p.Name, st.Batch, st.BatchID, st.Batch, err)
+	case !finished:
+		return fmt.Errorf("profile %q has its controller in %s job %s (%s): stop it (ipcluster stop), or use --profile", p.Name, st.Batch, st.BatchID, state)
 	}
 	return profile.RemoveState(p.StatePath()) // the job is gone: its state is stale
 }
