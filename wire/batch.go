@@ -20,9 +20,13 @@ const InlineSize = 4 << 10
 
 // Encode encodes m without signing it. Buffers larger than ChunkSize are
 // split into frames (not copied); small ones are copied into the envelope.
-func Encode(m *Message) Raw {
-	head, frames := encode(m, ChunkSize, InlineSize, 0)
-	return Raw{Env: head, Frames: frames}
+func Encode(m *Message) Raw { return rawOf(m, ChunkSize, InlineSize) }
+
+// rawOf encodes m with buffers totalling at most inline bytes in the
+// envelope, larger ones in frames of chunk bytes.
+func rawOf(m *Message, chunk, inline int) Raw {
+	env, frames := encode(m, chunk, inline, 0)
+	return Raw{Env: env, Frames: frames}
 }
 
 // encode returns the envelope of m after reserve spare bytes, and its

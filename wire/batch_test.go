@@ -8,13 +8,6 @@ import (
 	"time"
 )
 
-// rawOf encodes m with buffers totalling at most inline bytes in the
-// envelope, larger ones in frames of chunk bytes.
-func rawOf(m *Message, chunk, inline int) Raw {
-	env, frames := encode(m, chunk, inline, 0)
-	return Raw{Env: env, Frames: frames}
-}
-
 // batchOf seals ms as a batch, with their buffers in frames of 8 bytes,
 // or in their envelopes if inline.
 func batchOf(t *testing.T, s *Signer, inline bool, ms ...*Message) [][]byte {

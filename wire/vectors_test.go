@@ -86,13 +86,9 @@ func TestVectors(t *testing.T) {
 		}
 		frames := s.seal(v.msg, chunk, inline)
 		if v.batch != nil {
-			raw := func(m *Message) Raw {
-				env, frames := encode(m, chunk, inline, 0)
-				return Raw{Env: env, Frames: frames}
-			}
-			raws := []Raw{raw(v.msg)}
+			raws := []Raw{rawOf(v.msg, chunk, inline)}
 			for _, h := range v.batch {
-				raws = append(raws, raw(&Message{Header: h, Content: EncodePull([]string{"y"})}))
+				raws = append(raws, rawOf(&Message{Header: h, Content: EncodePull([]string{"y"})}, chunk, inline))
 			}
 			frames = s.SealRaw(batchHeader, raws)
 		}

@@ -186,15 +186,8 @@ func stopInJob(cmd *cobra.Command, p *profile.Profile, st *profile.State) error 
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), 60*time.Second)
 	defer cancel()
-	askCtx, askCancel := context.WithTimeout(ctx, 10*time.Second)
-	asked := false
-	if c, err := client.Connect(askCtx, client.Options{Profile: p.Name}); err == nil {
-		asked = c.ShutdownCluster(askCtx) == nil
-		c.Close()
-	}
-	askCancel()
 	ended := false
-	if asked {
+	if askShutdown(ctx, p, 10*time.Second) {
 		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
 			if _, finished, _, err := sched.Poll(ctx, st.BatchID); err == nil && finished {
 				ended = true

@@ -55,14 +55,7 @@ end is cancelled.`,
 			if !running {
 				return fmt.Errorf("no cluster is running for profile %q", p.Name)
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
-			defer cancel()
-			asked := false
-			if c, err := client.Connect(ctx, client.Options{Profile: p.Name}); err == nil {
-				asked = c.ShutdownCluster(ctx) == nil
-				c.Close()
-			}
-			if !asked || !waitGone(pid, 15*time.Second) {
+			if !askShutdown(cmd.Context(), p, 5*time.Second) || !waitGone(pid, 15*time.Second) {
 				syscall.Kill(pid, syscall.SIGTERM)
 				if !waitGone(pid, 10*time.Second) {
 					syscall.Kill(pid, syscall.SIGKILL)
@@ -148,6 +141,19 @@ func stopJob(cmd *cobra.Command, p *profile.Profile, id int) error {
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "ipcluster: stopped job %d (%d engines) of profile %q\n", id, len(info.Engines), p.Name)
 	return nil
+}
+
+// askShutdown asks the profile's controller to shut down the cluster, and
+// reports whether it agreed within timeout.
+func askShutdown(ctx context.Context, p *profile.Profile, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := client.Connect(ctx, client.Options{Profile: p.Name})
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	return c.ShutdownCluster(ctx) == nil
 }
 
 // waitGone polls until pid has exited or timeout passes.
