@@ -169,3 +169,13 @@ func (b *bench) size(full, smoke int) int {
 func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
 }
+
+// fanoutRounds is how many times workload 7 and its relay fan out per
+// start: each round is a sample, and a start costs seconds of
+// registration, so a run takes many.
+func (b *bench) fanoutRounds() int {
+	if n, err := strconv.Atoi(os.Getenv("BENCH_FANOUT_ROUNDS")); err == nil && n > 0 {
+		return n // for profiling: enough rounds to drown the registration
+	}
+	return b.size(20, 2)
+}

@@ -128,7 +128,7 @@ func (b *bench) limits(rows *rowSet) {
 	var brokerCPU, workersCPU []float64
 	for range b.runs {
 		r := startFanout(procs, workers/procs)
-		ms, bc, wc := r.fanout(workers, 5)
+		ms, bc, wc := r.fanout(workers, b.fanoutRounds())
 		for _, v := range ms {
 			rows.get("apply1000").limit(v, workers)
 		}
@@ -136,7 +136,7 @@ func (b *bench) limits(rows *rowSet) {
 		r.close()
 	}
 	rows.get("apply1000").Limit.Note = fmt.Sprintf("bare pebbe/zmq4: a ROUTER broker sends to %d DEALERs in %d processes, "+
-		"which echo; CPU per round: broker %.0f ms, worker processes %.0f ms (median)", workers, procs, median(brokerCPU), median(workersCPU))
+		"which echo; %d rounds per start, each a sample; CPU per round: broker %.0f ms, worker processes %.0f ms (median)", workers, procs, b.fanoutRounds(), median(brokerCPU), median(workersCPU))
 	n := b.size(1000, 20)
 	for range b.runs {
 		d, err := shellLimit(n, "xargs -P2 -n1 sh -c true")
@@ -243,7 +243,7 @@ func (b *bench) ours(rows *rowSet) error {
 		progress("ipcluster: %d engines in %d processes", hosts*per, hosts)
 		var ctrlCPU, hostCPU []float64
 		for range b.runs {
-			r, err := b.ipScale(hosts, per, 5)
+			r, err := b.ipScale(hosts, per, b.fanoutRounds())
 			rows.get("register").Ours.add(r.register, hosts*per, err)
 			if err != nil {
 				rows.get("apply1000").Ours.Error = err.Error()
@@ -254,8 +254,8 @@ func (b *bench) ours(rows *rowSet) error {
 			}
 			ctrlCPU, hostCPU = append(ctrlCPU, r.ctrlCPU), append(hostCPU, r.hostCPU)
 		}
-		rows.get("apply1000").Ours.Note = fmt.Sprintf("5 applies per registration run, each a sample; "+
-			"CPU per apply: controller %.0f ms, engine processes %.0f ms (median)", median(ctrlCPU), median(hostCPU))
+		rows.get("apply1000").Ours.Note = fmt.Sprintf("%d applies per registration run, each a sample; "+
+			"CPU per apply: controller %.0f ms, engine processes %.0f ms (median)", b.fanoutRounds(), median(ctrlCPU), median(hostCPU))
 		if b.smoke {
 			rows.get("register").Ours.Note = fmt.Sprintf("smoke: %d engines", hosts*per)
 		}
