@@ -696,11 +696,13 @@ func (e *Engine) start(id string, cancel context.CancelCauseFunc) {
 	e.early, e.earlyCause = "", nil // an interrupt for a task that was aborted meanwhile lapses
 }
 
-// finish records that the running task has ended.
+// finish records that the running task has ended: an interrupt from now
+// on is for the next one, even before the runner takes it.
 func (e *Engine) finish() {
 	e.curMu.Lock()
 	defer e.curMu.Unlock()
 	e.cur, e.curID = nil, ""
+	e.queue.finished()
 }
 
 func (e *Engine) currentID() string { return e.queue.current() }
@@ -752,6 +754,13 @@ func (q *workQueue) popLocked() *wire.Message {
 	q.items = q.items[1:]
 	q.running = m.ID
 	return m
+}
+
+// finished records that the runner's item has ended; the runner stays.
+func (q *workQueue) finished() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.running = ""
 }
 
 // done ends the runner's turn, whether or not it has more to take.
