@@ -79,6 +79,8 @@ func newRows() *rowSet {
 		Targets: []Target{yes("≤ 2 s", "", 2)}})
 	add("apply1000", &Row{Workload: "7 1 KB apply to 1000 engines", Metric: "ms", LimitOf: "fan-out relay (CURVE)",
 		Targets: []Target{yes("≤ 50 ms", "", 50)}})
+	add("steer", &Row{Workload: "8 steering point, nothing pending", Metric: "ns",
+		Targets: []Target{yes("< 1 µs", "", 1000)}})
 	return s
 }
 
@@ -259,6 +261,16 @@ func (b *bench) ours(rows *rowSet) error {
 		if b.smoke {
 			rows.get("register").Ours.Note = fmt.Sprintf("smoke: %d engines", hosts*per)
 		}
+	}
+	if b.wants("8") {
+		progress("ipcluster: steering points")
+		n := b.size(20_000_000, 100_000)
+		for range b.runs {
+			v, err := b.steerIdle(n)
+			rows.get("steer").Ours.add(v, n, err)
+		}
+		rows.get("steer").Ours.Note = fmt.Sprintf("engine.Steer with nothing pending, %d calls per run, "+
+			"on an engine registered with a running controller", n)
 	}
 	return nil
 }

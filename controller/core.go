@@ -43,6 +43,7 @@ type engineState struct {
 	rid      string
 	lastSeen time.Time
 	queue    []*task // outstanding tasks, in the order sent; the first is running
+	steering []*task // steering requests sent, not yet answered
 }
 
 type taskKey struct {
@@ -94,6 +95,7 @@ type core struct {
 	ids       map[string]int // live tasks per request id
 	taskSeq   uint64
 	clients   map[string]bool
+	agree     *agreements
 	history   history
 	kept      retention
 
@@ -110,6 +112,7 @@ func newCore(cfg *Config, clusterID string, sched *scheduler.Scheduler, clientKe
 		sched: sched, now: time.Now(), onCount: func(int) {},
 		engines: make(map[int]*engineState), bySession: make(map[string]*engineState),
 		jobs: make(map[string]int), ranks: make(map[jobRank]int), tasks: make(map[taskKey]*task), ids: make(map[string]int), clients: make(map[string]bool),
+		agree:   newAgreements(),
 		history: history{max: cfg.TaskHistory, byID: make(map[string][]wire.TaskInfo)},
 		kept:    retention{maxCount: cfg.ResultCache, maxBytes: cfg.ResultCacheBytes, byID: make(map[string][]keptReply)},
 	}
@@ -155,6 +158,8 @@ func (c *core) clientMessage(m *wire.Message, raw wire.Raw) {
 		c.clientGuard.Forget(m.Session)
 	case wire.Apply, wire.Map, wire.Push, wire.Pull, wire.Clear, wire.Execute:
 		c.submit(rid, m, raw)
+	case wire.Steer:
+		c.steer(rid, m, raw)
 	case wire.Engines:
 		c.reply(rid, m, wire.EnginesReply, wire.EnginesReplyContent{Engines: c.engineList()})
 	case wire.TaskStatus:
@@ -385,6 +390,8 @@ func (c *core) engineMessage(from string, m *wire.Message, raw wire.Raw) {
 		c.sendEngine(eng, wire.Heartbeat, m.ID, nil)
 	case wire.TaskReply:
 		c.taskReply(eng, m, raw)
+	case wire.SteerAck:
+		c.steerAck(eng, m)
 	case wire.Output:
 		if t := c.liveTask(m.Parent, eng.info.ID); t != nil {
 			c.out.toClient(t.client, raw, "")
@@ -474,7 +481,9 @@ func (c *core) taskReply(eng *engineState, m *wire.Message, raw wire.Raw) {
 		return
 	}
 	eng.queue = removeTask(eng.queue, t)
-	if t.balanced {
+	if t.typ == wire.Steer {
+		c.steerReplied(eng, t, m)
+	} else if t.balanced {
 		run := time.Duration(m.Completed - m.Started)
 		failedOn := t.engine
 		t.engine = wire.NoEngine // until the scheduler places it again, if it does
@@ -557,6 +566,10 @@ func (c *core) removeEngine(eng *engineState, event, reason string) {
 			c.failTask(t, errEngine, fmt.Sprintf("engine %d %s: %s", id, event, reason))
 		}
 	}
+	for _, t := range eng.steering {
+		c.failTask(t, errEngine, fmt.Sprintf("engine %d %s: %s", id, event, reason))
+	}
+	c.steerEngineGone(id, event)
 	c.sched.RemoveEngine(id)
 	c.applyActions()
 	info := eng.info

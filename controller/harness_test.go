@@ -549,6 +549,22 @@ func (h *harness) check() {
 		if got := c.sched.Outstanding(id); got != balanced {
 			fail("engine %d: the scheduler counts %d balanced tasks, the queue %d", id, got, balanced)
 		}
+		for _, t := range eng.steering {
+			if queued[t] {
+				fail("steering task %v is listed twice", t.key)
+			}
+			queued[t] = true
+			if c.tasks[t.key] != t || t.typ != wire.Steer || t.key.engine != id {
+				fail("steering task %v on engine %d is not live or not a steering task", t.key, id)
+			}
+		}
+	}
+	for _, ag := range c.agree.open {
+		for _, e := range ag.engines {
+			if c.engines[e] == nil {
+				fail("open steering request %s names engine %d, which is gone", ag.id, e)
+			}
+		}
 	}
 	pending, ids := 0, map[string]int{}
 	for key, t := range c.tasks {

@@ -112,6 +112,13 @@ type Engine struct {
 	job   atomic.Int64    // the controller's number for this engine's job
 
 	background *background // set by Start
+
+	steer      steering
+	steerNS    *cell.Namespace // of cells run at steering points, by the program's goroutine
+	steerCells int
+	xmu        sync.RWMutex
+	exposed    map[string]*exposedVar
+	checkpoint func(ctx context.Context, dir string) error
 }
 
 // New returns an engine with the builtin functions registered: echo,
@@ -146,6 +153,9 @@ func New(opts Options) (*Engine, error) {
 	e := &Engine{opts: opts, log: opts.Logger, funcs: make(map[string]*function),
 		registered: make(chan struct{})}
 	e.ns = cell.NewNamespace(e.cellBuiltins())
+	e.steerNS = cell.NewNamespace(e.cellBuiltins())
+	e.exposed = make(map[string]*exposedVar)
+	e.steer.init()
 	e.id.Store(wire.NoEngine)
 	for name, fn := range builtins() {
 		if err := e.Register(name, fn); err != nil {
@@ -347,6 +357,7 @@ func (l *ioLoop) run(ctx context.Context) error {
 	e.early, e.earlyCause = "", nil
 	e.curMu.Unlock()
 
+	e.steer.open(ctx)
 	l.alarm = time.AfterFunc(time.Hour, l.poller.Wake)
 	defer l.alarm.Stop()
 	l.setAlarm()
@@ -359,8 +370,10 @@ func (l *ioLoop) run(ctx context.Context) error {
 	}
 	<-l.ended
 	// Queued work is not started; the controller learns of it from the
-	// goodbye. The running task ends, and its reply goes out.
+	// goodbye. The running task ends, and its reply goes out. A program
+	// held at a steering point runs on.
 	e.queue.close()
+	e.steer.close()
 	stopExec(stoppingError(ctx))
 	stuck := e.waitExecutor(&servers)
 	if !errors.Is(l.err, errShutdown) {
@@ -567,6 +580,9 @@ func (l *ioLoop) heartbeat() {
 	content, _ := wire.EncodeContent(wire.HeartbeatContent{Queued: e.queue.len(), Running: e.currentID()})
 	e.courier.Flush(&wire.Message{Header: e.header(wire.Heartbeat, ""), Content: content})
 	l.nextBeat = time.Now().Add(l.period)
+	e.steer.mu.Lock()
+	e.steer.rate.sample(time.Now(), e.steer.step.Load())
+	e.steer.mu.Unlock()
 }
 
 // handle acts on what the controller sent: one message or a batch.
@@ -626,6 +642,10 @@ func (l *ioLoop) handleOne(m *wire.Message) {
 			}
 		}
 		e.interrupt(errInterrupted, req.IDs...)
+	case wire.Steer:
+		e.receiveSteer(m)
+	case wire.SteerCommit:
+		e.commitSteer(m)
 	case wire.Shutdown:
 		l.stop = errShutdown
 	case wire.Error:

@@ -212,3 +212,24 @@ func sliceView(a Array, st reflect.Type) (reflect.Value, error) {
 	}
 	return reflect.SliceAt(et, unsafe.Pointer(unsafe.SliceData(data)), n), nil
 }
+
+// ArrayView returns an Array that views s, a slice of numbers, without
+// copying. With no shape, the array has one dimension of len(s).
+func ArrayView(s any, shape ...int) (Array, error) {
+	v := reflect.ValueOf(s)
+	if v.Kind() != reflect.Slice {
+		return Array{}, fmt.Errorf("wire: an array views a slice of numbers, not %T", s)
+	}
+	dt := dtypeOfKind(v.Type().Elem().Kind())
+	if dt == "" {
+		return Array{}, fmt.Errorf("wire: no array element type for %s", v.Type().Elem())
+	}
+	if len(shape) == 0 {
+		shape = []int{v.Len()}
+	}
+	a := Array{DType: dt, Shape: shape, Data: sliceBytes(v)}
+	if err := a.check(); err != nil {
+		return Array{}, err
+	}
+	return a, nil
+}

@@ -78,6 +78,7 @@ var knownTypes = map[Type]bool{
 	Shutdown: true, ShutdownReply: true, Disconnect: true, EngineEvent: true, Error: true,
 	Register: true, RegisterReply: true, Heartbeat: true, Unregister: true,
 	Batch: true,
+	Steer: true, SteerAck: true, SteerCommit: true,
 }
 
 // Known reports whether t is a message type of this protocol version.

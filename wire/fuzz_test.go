@@ -70,6 +70,10 @@ func FuzzContent(f *testing.F) {
 	f.Add(EncodeExecute("cell.star", "x = 1\nx"), []byte{})
 	c, _, _ = EncodeResults([]any{1, 2})
 	f.Add(c, []byte{})
+	c, b, _ = EncodeSteer(Steering{Op: SteerSet, Names: []string{"dt", "T"}, Values: []any{0.5, []float64{1, 2}}})
+	f.Add(c, b[0])
+	c, _, _ = EncodeSteer(Steering{Op: SteerCall, Fn: "energy"})
+	f.Add(c, []byte{})
 	f.Fuzz(func(t *testing.T, content, buf []byte) {
 		m := &Message{Content: content, Buffers: [][]byte{buf}}
 		DecodeApply(m)
@@ -78,6 +82,7 @@ func FuzzContent(f *testing.F) {
 		DecodePull(m)
 		DecodeExecute(m)
 		DecodeResult(m)
+		DecodeSteer(m)
 		var info EngineInfo
 		DecodeContent(m, &info)
 		var ids IDsContent
