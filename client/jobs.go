@@ -3,6 +3,7 @@ package client
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -113,14 +114,33 @@ func (j *Job) View() *DirectView { return j.c.DirectView(JobRanks(j.id)) }
 func (j *Job) Ranks(ranks ...int) *DirectView { return j.c.DirectView(JobRanks(j.id, ranks...)) }
 
 // Stop shuts down the job's engines and waits until the controller has
-// seen all of them go; the launcher's processes then exit.
+// seen all of them go; the launcher's processes then exit. A job whose
+// program steers is first stopped at a steering point, the same step on
+// every rank (engine.Steer returns false there), so that ranks waiting on
+// each other in MPI leave their loop together.
 func (j *Job) Stop(ctx context.Context) error {
 	ids, err := j.c.resolve(JobRanks(j.id))
 	if err != nil {
 		return err
 	}
-	if err := j.c.control(ctx, wire.Shutdown, ids, wire.ShutdownContent{}, nil); err != nil {
+	if _, err := j.steerStep(ctx, wire.Steering{Op: wire.SteerStop}); err != nil && !refusedAll(err, "NotSteering", "SteerStopped") {
 		return err
+	}
+	// Engines whose program has ended its loop may be leaving already:
+	// shut down those still registered.
+	for {
+		left, err := j.c.resolve(JobRanks(j.id))
+		if err != nil {
+			break // none left
+		}
+		err = j.c.control(ctx, wire.Shutdown, left, wire.ShutdownContent{}, nil)
+		var ce *ControllerError
+		if err == nil {
+			break
+		}
+		if !errors.As(err, &ce) || ce.Type != "UnknownEngine" {
+			return err
+		}
 	}
 	return j.c.waitFor(ctx, func(r registry) (bool, string) {
 		left := 0
@@ -176,4 +196,21 @@ func (t jobTarget) String() string {
 		return fmt.Sprintf("job %d", t.job)
 	}
 	return fmt.Sprintf("job %d ranks %v", t.job, t.ranks)
+}
+
+// refusedAll reports whether every task of a failed call failed with an
+// error of one of the given types.
+func refusedAll(err error, types ...string) bool {
+	errs := []error{err}
+	var ce *CompositeError
+	if errors.As(err, &ce) {
+		errs = ce.Errors
+	}
+	for _, e := range errs {
+		var re *RemoteError
+		if !errors.As(e, &re) || !slices.Contains(types, re.Type) {
+			return false
+		}
+	}
+	return true
 }

@@ -26,6 +26,7 @@ type toySim struct {
 	field []float64
 	hist  []float64 // dt of each step
 	steps atomic.Int64
+	ended int // the step at which Steer said to stop; -1 while running
 }
 
 // coupler makes ranks wait for their neighbours' previous step.
@@ -82,7 +83,7 @@ func startSteeredJob(t *testing.T, n int, delays map[int]time.Duration) *steered
 	j := &steeredJob{cl: clustertest.Start(t, clustertest.Options{}), coup: newCoupler(n)}
 	var engines []*engine.Engine
 	for r := range n {
-		s := &toySim{rank: r, delay: delays[r], dt: 1, field: make([]float64, 3*(r+1))}
+		s := &toySim{rank: r, delay: delays[r], dt: 1, field: make([]float64, 3*(r+1)), ended: -1}
 		for i := range s.field {
 			s.field[i] = float64(100*r + i)
 		}
@@ -113,7 +114,10 @@ func startSteeredJob(t *testing.T, n int, delays map[int]time.Duration) *steered
 				}
 				s.hist = append(s.hist, s.dt)
 				s.steps.Store(int64(step))
-				e.Steer(step)
+				if !e.Steer(step) {
+					s.ended = step
+					return
+				}
 				if !j.coup.exchange(r, step) {
 					return
 				}
@@ -393,5 +397,23 @@ func TestSteerStatusBeforeTheFirstSteeringPoint(t *testing.T) {
 	}
 	if at != 7 || dt != 0.5 {
 		t.Errorf("set applied at step %d (dt %v), want at 7 with dt 0.5", at, dt)
+	}
+}
+
+func TestSteerStopEndsEveryLoopAtOneStep(t *testing.T) {
+	j := startSteeredJob(t, 4, map[int]time.Duration{0: 100 * time.Microsecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := j.job.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	j.loops.Wait() // every loop ended by itself, not by the coupler's halt
+	for _, s := range j.sims {
+		if s.ended < 0 || s.ended != j.sims[0].ended {
+			t.Errorf("rank %d ended its loop at step %d, rank 0 at %d", s.rank, s.ended, j.sims[0].ended)
+		}
+	}
+	if left := len(j.c.Jobs()); left != 0 {
+		t.Errorf("%d jobs left after Stop", left)
 	}
 }

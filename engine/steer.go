@@ -52,6 +52,7 @@ type steering struct {
 	stepping int        // steering points still to pass after a step request; 0 for none
 	stepper  *steerTask // the step request to answer when they have passed
 	closed   bool       // the engine has stopped: Steer returns at once
+	stopped  bool       // a stop request was applied: Steer returns false
 	rate     rateMeter
 }
 
@@ -91,7 +92,7 @@ func (s *steering) close() {
 	s.mu.Lock()
 	s.closed = true
 	s.queue, s.paused, s.stepping, s.stepper = nil, false, 0, nil
-	s.pending.Store(false)
+	s.pending.Store(s.stopped) // a stopped program keeps hearing so
 	s.wake.Broadcast()
 	s.mu.Unlock()
 }
@@ -102,13 +103,15 @@ func (s *steering) horizon(now time.Time) int64 {
 	// Steer stores the step, then loads pending; receive stores pending,
 	// then loads the step. So a steering point that missed the request
 	// has a step no greater than the one loaded here, and every later one
-	// sees it: cur+1 is safe. While the program holds in Steer (under the
-	// lock) it will look again before it leaves: cur itself is.
+	// sees it: cur+1 is safe. While the program holds in Steer, or is
+	// paused there (it may be between answering the pause and holding),
+	// it will look again before it leaves: cur itself is, and must be, or
+	// a paused job could never reach the agreed step.
 	cur := s.step.Load()
 	switch {
 	case cur == wire.NoStep:
 		return wire.NoStep
-	case s.holding:
+	case s.holding || s.paused:
 		return cur
 	}
 	return cur + s.rate.lead(now, cur)
@@ -119,7 +122,7 @@ func (s *steering) horizon(now time.Time) int64 {
 // committed one is due (applied by the caller's next round). Called with
 // s.mu held.
 func (s *steering) mustHold(step int64) bool {
-	if s.closed {
+	if s.closed || s.stopped {
 		return false
 	}
 	if s.paused {
@@ -187,23 +190,32 @@ func (r *rateMeter) lead(now time.Time, step int64) int64 {
 // and, briefly, when a request for several engines reaches this step
 // before they have agreed when to apply it.
 //
+// Steer returns false once a client has asked the job to stop (as
+// client.Job.Stop does): at the same step on every rank, so that the
+// ranks leave their loop together, as an MPI program must.
+//
+//	for step := 1; eng.Steer(step); step++ { sim.Advance() }
+//
 // With nothing to do, Steer costs a few nanoseconds, and it never waits
 // for a client: only a pause, which a client asked for, holds the program
 // for long.
-func (e *Engine) Steer(step int) {
+func (e *Engine) Steer(step int) bool {
 	s := &e.steer
 	s.step.Store(int64(step))
 	if !s.pending.Load() {
-		return
+		return true
 	}
-	e.steerSlow(int64(step))
+	return e.steerSlow(int64(step))
 }
 
 // steerSlow is Steer with something to do.
-func (e *Engine) steerSlow(step int64) {
+func (e *Engine) steerSlow(step int64) bool {
 	s := &e.steer
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stopped {
+		return false
+	}
 	if s.stepping > 0 {
 		if s.stepping--; s.stepping == 0 {
 			s.paused = true
@@ -222,13 +234,31 @@ func (e *Engine) steerSlow(step int64) {
 			s.mu.Lock()
 		}
 		if !s.mustHold(step) {
-			s.pending.Store(!s.closed && (len(s.queue) > 0 || s.paused || s.stepping > 0))
-			return
+			s.pending.Store(s.stopped || !s.closed && (len(s.queue) > 0 || s.paused || s.stepping > 0))
+			if s.stopped {
+				e.refuseQueued(step)
+			}
+			return !s.stopped
 		}
 		s.holding = true
 		s.wake.Wait()
 		s.holding = false
 	}
+}
+
+// refuseQueued answers the requests still queued when the program stopped
+// steering at step. Called with e.steer.mu held.
+func (e *Engine) refuseQueued(step int64) {
+	s := &e.steer
+	for _, t := range s.queue {
+		e.courier.Flush(steerError(e, t.m.ID, time.Now(), e.stoppedError(step)))
+	}
+	s.queue = nil
+}
+
+// stoppedError is the answer to a request that came after a stop.
+func (e *Engine) stoppedError(step int64) error {
+	return &taskError{kind: "SteerStopped", msg: fmt.Sprintf("engine %d's program has stopped steering (at step %d)", e.ID(), step)}
 }
 
 // steerable reports whether the program may call Steer: the engine was
@@ -274,9 +304,13 @@ func (e *Engine) receiveSteer(m *wire.Message) {
 		return
 	}
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.stopped {
+		err := error(errStopping)
+		if s.stopped {
+			err = e.stoppedError(s.step.Load())
+		}
 		s.mu.Unlock()
-		e.post(steerError(e, m.ID, now, errStopping))
+		e.post(steerError(e, m.ID, now, err))
 		return
 	}
 	s.pending.Store(true) // before the horizon reads the step
@@ -324,7 +358,7 @@ func (e *Engine) steerStatus() wire.SteerStatusContent {
 	s := &e.steer
 	step := s.step.Load()
 	st := wire.SteerStatusContent{Steering: step != wire.NoStep, Paused: s.paused, Pending: len(s.queue),
-		StepsPerSec: s.rate.rate, Waiting: s.holding && !s.paused}
+		StepsPerSec: s.rate.rate, Waiting: s.holding && !s.paused, Stopped: s.stopped}
 	if st.Steering {
 		st.Step = step
 	}
@@ -362,14 +396,15 @@ func (e *Engine) applySteer(t *steerTask, step int64) {
 		}
 	case wire.SteerCheckpoint:
 		err = e.runCheckpoint(t.req.Dir)
-	case wire.SteerPause, wire.SteerResume, wire.SteerStep:
+	case wire.SteerPause, wire.SteerResume, wire.SteerStep, wire.SteerStop:
 		s.mu.Lock()
-		if s.stepper != nil { // a pause or resume ends a step request early
+		if s.stepper != nil { // a pause, resume or stop ends a step request early
 			stepper := s.stepper
 			s.stepper = nil
 			defer e.replySteer(stepper, step, start, nil)
 		}
 		s.paused, s.stepping = t.req.Op == wire.SteerPause, 0
+		s.stopped = s.stopped || t.req.Op == wire.SteerStop
 		if t.req.Op == wire.SteerStep {
 			s.stepping, s.stepper = t.req.Steps, t
 		}

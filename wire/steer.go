@@ -36,6 +36,7 @@ const (
 	SteerResume     SteerOp = "resume"     // run on
 	SteerStep       SteerOp = "step"       // run Steps steering points, then hold again
 	SteerCheckpoint SteerOp = "checkpoint" // call the checkpoint function with Dir
+	SteerStop       SteerOp = "stop"       // Steer returns false from the step on: the program ends its loop
 )
 
 // Agreed reports whether op is applied at an agreed step (all but
@@ -199,7 +200,7 @@ func DecodeSteer(m *Message) (SteerRequest, error) {
 func (r *SteerRequest) check() error {
 	var want []string // the fields the operation takes
 	switch r.Op {
-	case SteerStatus, SteerPause, SteerResume:
+	case SteerStatus, SteerPause, SteerResume, SteerStop:
 	case SteerGet:
 		want = []string{"names"}
 		if len(r.Names) == 0 {
@@ -236,7 +237,7 @@ func (r *SteerRequest) check() error {
 	case "":
 		return fmt.Errorf("steering request has no operation")
 	default:
-		return fmt.Errorf("unknown steering operation %q (known: status, get, set, call, exec, pause, resume, step, checkpoint)", r.Op)
+		return fmt.Errorf("unknown steering operation %q (known: status, get, set, call, exec, pause, resume, step, checkpoint, stop)", r.Op)
 	}
 	has := map[string]bool{"names": len(r.Names) > 0, "values": len(r.Values) > 0, "fn": r.Fn != "",
 		"args": len(r.Args) > 0, "code": r.Code != "", "steps": r.Steps != 0, "dir": r.Dir != ""}
@@ -293,7 +294,8 @@ type SteerStatusContent struct {
 	StepsPerSec  float64      `msgpack:"rate"`              // steering points per second, lately
 	Pending      int          `msgpack:"pending"`           // requests received and not yet applied
 	Exposed      []ExposedVar `msgpack:"exposed,omitempty"`
-	Checkpointer bool         `msgpack:"ckpt,omitempty"` // a checkpoint function is set
+	Checkpointer bool         `msgpack:"ckpt,omitempty"`    // a checkpoint function is set
+	Stopped      bool         `msgpack:"stopped,omitempty"` // a stop request was applied: the program is ending its loop
 }
 
 // ExposedVar describes one variable a program exposes to steering.

@@ -24,7 +24,7 @@ import (
 func newConsole(g *globals) *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
-		Use:   "console",
+		Use:   "console [SCRIPT]",
 		Short: "An interactive console on the cluster: Starlark here, and on the engines with %px",
 		Long: `Console is a REPL on the cluster. Its own language is Starlark, with rc
 bound to the connected client; magics run code cells on the engines:
@@ -43,9 +43,28 @@ On a terminal: line editing, history (kept in the profile directory), Tab
 completion of magics and names, and Ctrl-C interrupts the engines' running
 work (at the prompt it discards the line; Ctrl-D ends the console). Input
 that is not a terminal is read line by line, so that scripts can pipe a
-session in.`,
-		Args: cobra.NoArgs,
+session in; a SCRIPT file is read the same way, and the console exits after
+it, with status 1 if any input failed.
+
+A job whose program steers (engine.Steer in its loop, as examples/heat) is
+steered through rc.job(n): status(), pause(), resume(), step(n), set(dt=0.1),
+pull("dt") {rank: value}, gather("T") (the field of all ranks), call(fn, ...),
+checkpoint(dir), and execute(code) with the exposed variables in scope; all
+but status act at the same step on every rank. plot(field, "T.png") writes a
+heat map (a 2-D field) or a line plot.`,
+		Example: `  ipcluster console
+  ipcluster console examples/heat/steer.star
+  ipcluster console < session.star`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				f, err := os.Open(args[0])
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				cmd.SetIn(f)
+			}
 			return runConsole(cmd, g, file)
 		},
 	}

@@ -58,7 +58,7 @@ type Session struct {
 // New returns a session on c that writes to out.
 func New(c *client.Client, out io.Writer) *Session {
 	s := &Session{c: c, out: out, target: client.All, partial: map[int][]byte{}}
-	s.globals = starlark.StringDict{"rc": &rcValue{s: s}}
+	s.globals = starlark.StringDict{"rc": &rcValue{s: s}, "plot": plotBuiltin()}
 	return s
 }
 

@@ -76,7 +76,7 @@ func (r *rcValue) Attr(name string) (starlark.Value, error) {
 			if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &n); err != nil {
 				return nil, err
 			}
-			return &viewValue{s: r.s, t: client.JobRanks(n)}, nil
+			return newJobValue(r.s, n), nil
 		}), nil
 	case "wait":
 		return builtin("rc.wait", func(thread *starlark.Thread, args starlark.Tuple) (starlark.Value, error) {
