@@ -104,8 +104,8 @@ test: deps mpi-deps mpich-deps vet fmt-check build
 	else echo "not root: the SLURM tests skip (sudo ./.ci/slurm up starts a test SLURM)"; fi; \
 	status=0; \
 	$(GO) test -race -timeout 15m ./... || status=1; \
-	$(GO) vet -tags mpi ./mpi ./engine ./cmd/ipcluster || status=1; \
-	$(GO) test -race -timeout 5m -tags mpi ./mpi || status=1; \
+	$(GO) vet -tags mpi ./mpi ./engine ./cmd/ipcluster ./examples/... || status=1; \
+	$(GO) test -race -timeout 5m -tags mpi ./mpi ./examples/heat || status=1; \
 	$(GO) test -race -timeout 5m -tags mpi -run 'MPI' ./cmd/ipcluster ./launchers || status=1; \
 	$(MAKE) --no-print-directory test-mpich || status=1; \
 	if [ "$$(id -u)" = 0 ]; then ./.ci/slurm down; fi; \

@@ -56,6 +56,20 @@ func (j *Job) Status(ctx context.Context) ([]RankStatus, error) {
 	return out, nil
 }
 
+// Steers reports whether the job's program steers: its engines answer
+// steering requests (a program made with engine.Start, exposing variables
+// or calling engine.Steer), rather than serving only work.
+func (j *Job) Steers(ctx context.Context) (bool, error) {
+	_, err := j.Status(ctx)
+	switch {
+	case err == nil:
+		return true, nil
+	case refusedAll(err, "NotSteering"):
+		return false, nil
+	}
+	return false, err
+}
+
 // Pause holds every rank at the same next steering point, and returns its
 // step.
 func (j *Job) Pause(ctx context.Context) (int, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -415,5 +416,46 @@ func TestSteerStopEndsEveryLoopAtOneStep(t *testing.T) {
 	}
 	if left := len(j.c.Jobs()); left != 0 {
 		t.Errorf("%d jobs left after Stop", left)
+	}
+}
+
+func TestSteerExecute(t *testing.T) {
+	j := startSteeredJob(t, 2, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := j.job.Pause(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Exposed variables are globals: numbers assigned are written back,
+	// read-only ones read, and arrays view the program's memory.
+	snap, err := j.job.Execute(ctx, "dt = dt * 4\nfield[0] = -1.0\nx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Step != p {
+		t.Errorf("cell ran at step %d, want the paused step %d", snap.Step, p)
+	}
+	for _, s := range j.sims {
+		if v, _ := snap.Value(s.rank, "_"); v != s.x {
+			t.Errorf("rank %d: the cell's value %v, want x = %v", s.rank, v, s.x)
+		}
+		if s.dt != 4 || s.field[0] != -1 {
+			t.Errorf("rank %d: dt %v, field[0] %v after the cell, want 4 and -1", s.rank, s.dt, s.field[0])
+		}
+	}
+	for _, tc := range []struct{ code, want string }{
+		{"x = 3.0", `variable "x" is read-only`},
+		{`dt = "fast"`, "cannot assign"},
+		{"1 / 0", "division by zero"},
+	} {
+		_, err := j.job.Execute(ctx, tc.code)
+		var ce *client.CompositeError
+		if !errors.As(err, &ce) || len(ce.Errors) != 2 || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("cell %q: %v, want an error from each rank saying %q", tc.code, err, tc.want)
+		}
+	}
+	if j.sims[0].dt != 4 {
+		t.Errorf("dt = %v after the failed cells, want 4", j.sims[0].dt)
 	}
 }

@@ -496,9 +496,8 @@ func (e *Engine) steerCell(t *steerTask) (any, error) {
 	ns := e.steerNS
 	before := make(map[string]any, len(exposed))
 	for name, x := range exposed {
-		v := x.v.Interface()
-		before[name] = v
-		ns.Set(name, v)
+		ns.Set(name, x.v.Interface())
+		before[name], _, _ = ns.Get(name) // as the cell's own values read back
 	}
 	e.steerCells++
 	file := fmt.Sprintf("<steering cell %d>", e.steerCells)

@@ -35,10 +35,16 @@ standard error), so that shell and job scripts can use it.
 
 Cells see the modules engine (id, host, pid, job, rank, size) and, in
 builds with MPI, mpi (rank, size, barrier, bcast, allreduce, gather,
-allgather); registered functions as fn.name(...) or call("name", ...).`,
+allgather); registered functions as fn.name(...) or call("name", ...).
+
+On a job whose program steers (engine.Steer in its loop, as examples/heat),
+--job runs the cell at a steering point, the same step on every rank, with
+the program's exposed variables as globals: arrays view its memory, and
+numbers the cell assigns are written back.`,
 		Example: `  ipcluster px 'print("rank", engine.rank, "of", engine.size)'
   ipcluster px --targets 0-3 -f setup.star
-  ipcluster px --job 1 'print(mpi.allreduce(mpi.rank, "sum"))'`,
+  ipcluster px --job 1 'print(mpi.allreduce(mpi.rank, "sum"))'
+  ipcluster px --job 1 'dt = dt / 2'            # a steering job: at one step`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, code, err := pxCode(args, file)
@@ -55,7 +61,7 @@ allgather); registered functions as fn.name(...) or call("name", ...).`,
 			if cmd.Flags().Changed("job") {
 				target = client.JobRanks(job)
 			}
-			return runPx(cmd.Context(), g, cmd.OutOrStdout(), cmd.ErrOrStderr(), target, name, code)
+			return runPx(cmd.Context(), g, cmd.OutOrStdout(), cmd.ErrOrStderr(), target, job, name, code)
 		},
 	}
 	cmd.Flags().StringVarP(&targets, "targets", "t", "all", `engines to run on: "all", or ids and ranges such as 0,2,4-7`)
@@ -123,7 +129,7 @@ func (p *prefixer) flush() {
 	clear(p.partial)
 }
 
-func runPx(ctx context.Context, g *globals, stdout, stderr io.Writer, target client.Target, name, code string) error {
+func runPx(ctx context.Context, g *globals, stdout, stderr io.Writer, target client.Target, job int, name, code string) error {
 	out := &prefixer{w: stdout, partial: map[int][]byte{}}
 	errOut := &prefixer{w: stderr, partial: map[int][]byte{}}
 	c, err := client.Connect(ctx, client.Options{Profile: g.profile, OnOutput: func(o client.Output) {
@@ -137,6 +143,13 @@ func runPx(ctx context.Context, g *globals, stdout, stderr io.Writer, target cli
 		return err
 	}
 	defer c.Close()
+	if job > 0 {
+		if steers, err := c.Job(job).Steers(ctx); err != nil {
+			return err
+		} else if steers {
+			return steerPx(ctx, c.Job(job), stdout, stderr, out, errOut, code)
+		}
+	}
 	dv := c.DirectView(target)
 	var r *client.AsyncResult
 	if name != "" {
@@ -176,9 +189,16 @@ func runPx(ctx context.Context, g *globals, stdout, stderr io.Writer, target cli
 	if err == nil {
 		return nil
 	}
-	failed := 0
-	for _, e := range taskErrors(err) {
-		failed++
+	failed := printTaskErrors(stderr, err)
+	return fmt.Errorf("the cell failed on %d of %d engines", failed, len(r.Metadata()))
+}
+
+// printTaskErrors prints each failed task's error, with its remote
+// backtrace, each line prefixed with the engine's id, and returns how many
+// tasks failed.
+func printTaskErrors(stderr io.Writer, err error) int {
+	errs := taskErrors(err)
+	for _, e := range errs {
 		var re *client.RemoteError
 		if errors.As(e, &re) {
 			text := re.Type + ": " + re.Message
@@ -191,7 +211,25 @@ func runPx(ctx context.Context, g *globals, stdout, stderr io.Writer, target cli
 			fmt.Fprintln(stderr, e)
 		}
 	}
-	return fmt.Errorf("the cell failed on %d of %d engines", failed, len(r.Metadata()))
+	return len(errs)
+}
+
+// steerPx runs a cell at a steering point of job: the same step on every
+// rank, with the program's exposed variables in scope.
+func steerPx(ctx context.Context, job *client.Job, stdout, stderr io.Writer, out, errOut *prefixer, code string) error {
+	snap, err := job.Execute(ctx, code)
+	out.flush()
+	errOut.flush()
+	if err != nil {
+		return fmt.Errorf("the cell failed on %d engines of job %d", printTaskErrors(stderr, err), job.ID())
+	}
+	fmt.Fprintf(stdout, "at step %d\n", snap.Step)
+	for i, r := range snap.Ranks {
+		if v, err := snap.Value(r, "_"); err == nil && v != nil {
+			fmt.Fprintf(stdout, "[%d] Out: %s\n", snap.Engines[i], formatValue(v))
+		}
+	}
+	return nil
 }
 
 // taskErrors lists the errors of a call's failed tasks.

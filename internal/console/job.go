@@ -2,7 +2,6 @@ package console
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -159,19 +158,11 @@ func (j *jobValue) Attr(name string) (starlark.Value, error) {
 	return j.viewValue.Attr(name)
 }
 
-// steers reports whether the job's program steers: its engines answer a
-// steering status request.
+// steers reports whether the job's program steers; when that cannot be
+// told, the steering call reports the error.
 func (j *jobValue) steers(ctx context.Context) bool {
-	_, err := j.job.Status(ctx)
-	var re *client.RemoteError
-	var ce *client.CompositeError
-	switch {
-	case errors.As(err, &ce):
-		return !slices.ContainsFunc(ce.Errors, func(e error) bool { return errors.As(e, &re) && re.Type == "NotSteering" })
-	case errors.As(err, &re):
-		return re.Type != "NotSteering"
-	}
-	return true
+	ok, err := j.job.Steers(ctx)
+	return ok || err != nil
 }
 
 // callAttr calls the view's method name with args.
