@@ -52,6 +52,12 @@ func exampleCluster(n int) (stop func(), err error) {
 	if err := wire.WriteConnectionFile(p.ClientFile(), ctrl.ClientInfo()); err != nil {
 		return nil, err
 	}
+	// Programs that start engines find the controller as a launcher's
+	// engines do, through their environment.
+	if err := wire.WriteConnectionFile(p.EngineFile(), ctrl.EngineInfo()); err != nil {
+		return nil, err
+	}
+	os.Setenv(engine.ConnectionFileEnv, p.EngineFile())
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { ctrl.Run(ctx) })

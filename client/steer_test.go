@@ -445,7 +445,7 @@ func TestSteerExecute(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct{ code, want string }{
-		{"x = 3.0", `variable "x" is read-only`},
+		{"x = -1.0", `variable "x" is read-only`},
 		{`dt = "fast"`, "cannot assign"},
 		{"1 / 0", "division by zero"},
 	} {
