@@ -16,19 +16,23 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/ipcluster/ipcluster/internal/courier"
 	"github.com/ipcluster/ipcluster/internal/profile"
+	"github.com/ipcluster/ipcluster/internal/tunnel"
 	"github.com/ipcluster/ipcluster/transport"
 	"github.com/ipcluster/ipcluster/transport/zmqnet"
 	"github.com/ipcluster/ipcluster/wire"
@@ -55,8 +59,38 @@ type Options struct {
 	// block. Output is also kept in each result's Metadata.
 	OnOutput func(Output)
 
+	// SSHServer, [user@]host[:port], reaches the controller through an
+	// ssh tunnel to that server (the cluster's login node, typically),
+	// which closes with the client; the controller's address in the
+	// connection file is then as that server sees it. Default: the
+	// connection file's "ssh". SSH tunes the tunnel.
+	SSHServer string
+	SSH       SSHOptions
+
 	Logger  *slog.Logger
 	Network transport.Network // nil means ZeroMQ, owned by the client
+}
+
+// SSHOptions tune the ssh tunnel to the controller. The zero value runs
+// the system's ssh with the user's own configuration (~/.ssh/config,
+// agent, ProxyJump), or, without an ssh command, the built-in one.
+type SSHOptions struct {
+	// Builtin speaks ssh in Go rather than running the ssh command: the
+	// agent, IdentityFile or ~/.ssh/id_*, and keyboard-interactive
+	// answers from Prompt; host keys from known_hosts, an unknown one
+	// refused with how to accept it.
+	Builtin      bool
+	IdentityFile string   // a private key to offer
+	KnownHosts   []string // known_hosts files (default ~/.ssh/known_hosts)
+	// Args are extra arguments for the ssh command, such as
+	// "-o", "ProxyJump=gateway".
+	Args []string
+	// Prompt answers the built-in ssh's questions (a password, a
+	// one-time code); nil refuses them.
+	Prompt func(question string, echo bool) (string, error)
+	// OnDrop, if set, is told when the tunnel drops; it is rebuilt on
+	// the same local port, and the client reconnects through it.
+	OnDrop func(error)
 }
 
 // Output is a chunk of a task's standard output or error.
@@ -81,6 +115,7 @@ type Client struct {
 	poller   transport.Poller
 	session  *wire.Session
 	signer   *wire.Signer // the connection's leader only
+	tunnel   *tunnel.Tunnel // to the controller, if through ssh
 
 	mu      sync.Mutex
 	pending map[string]waiter // by request id
@@ -122,9 +157,15 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	c := &Client{opts: opts, log: opts.Logger, conn: ci, net: opts.Network, session: wire.NewSession(),
 		signer: wire.NewSigner(ci.SigningKey()), pending: make(map[string]waiter),
 		engines: make(registry), changed: make(chan struct{}), ioDone: make(chan struct{})}
+	if server := cmp.Or(opts.SSHServer, ci.SSHServer); server != "" {
+		if err := c.openTunnel(ctx, server); err != nil {
+			return nil, err
+		}
+	}
 	if c.net == nil {
 		n, err := zmqnet.New(zmqnet.Options{})
 		if err != nil {
+			c.release()
 			return nil, err
 		}
 		c.net, c.ownNet = n, true
@@ -231,9 +272,52 @@ func (c *Client) release() {
 			s.Close()
 		}
 	}
-	if c.ownNet {
+	if c.ownNet && c.net != nil {
 		c.net.Close()
 	}
+	if c.tunnel != nil {
+		c.tunnel.Close()
+	}
+}
+
+// openTunnel forwards a local port to the controller through an ssh
+// server, and points the client's connection at it.
+func (c *Client) openTunnel(ctx context.Context, server string) error {
+	host, port, err := endpointAddr(c.conn.Endpoint)
+	if err != nil {
+		return err
+	}
+	if host == "*" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1" // bound on every interface: the server's own loopback reaches it
+	}
+	remote := net.JoinHostPort(host, port)
+	o := c.opts.SSH
+	mode := tunnel.Auto
+	if o.Builtin {
+		mode = tunnel.Builtin
+	}
+	c.tunnel, err = tunnel.Open(ctx, tunnel.Options{Server: server, Mode: mode, IdentityFile: o.IdentityFile,
+		KnownHosts: o.KnownHosts, SSHArgs: o.Args, Prompt: o.Prompt, Logger: c.log, OnDrop: o.OnDrop}, remote)
+	if err != nil {
+		return fmt.Errorf("client: reaching the controller at %s through ssh: %w", remote, err)
+	}
+	ci := *c.conn
+	ci.Endpoint = "tcp://" + c.tunnel.Local(remote)
+	c.conn = &ci
+	return nil
+}
+
+// endpointAddr splits tcp://host:port.
+func endpointAddr(endpoint string) (host, port string, err error) {
+	rest, ok := strings.CutPrefix(endpoint, "tcp://")
+	if !ok {
+		return "", "", fmt.Errorf("client: cannot tunnel to %q: only tcp endpoints go through ssh", endpoint)
+	}
+	host, port, err = net.SplitHostPort(rest)
+	if err != nil {
+		return "", "", fmt.Errorf("client: endpoint %q: %w", endpoint, err)
+	}
+	return host, port, nil
 }
 
 // Endpoint returns the controller's address the client is connected to.

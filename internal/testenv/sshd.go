@@ -1,0 +1,150 @@
+package testenv
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// SSHD is an OpenSSH server on a loopback port, started for a test: its
+// own host key, one authorized user key, and nothing else (no password
+// login, no PAM).
+type SSHD struct {
+	Addr         string // 127.0.0.1:port
+	Server       string // user@127.0.0.1:port, for tunnels
+	IdentityFile string // the authorized private key
+	KnownHosts   string // a known_hosts file that knows the server's key
+	HostKey      ssh.PublicKey
+	dir          string
+}
+
+// NeedSSHD starts an sshd for t, stopped (by its pid) when t ends. It
+// skips t when there is no sshd, or fails it when the run requires one:
+// make test installs openssh-server and sets IPCLUSTER_REQUIRE_SSHD=1.
+func NeedSSHD(t testing.TB) *SSHD {
+	t.Helper()
+	const bin = "/usr/sbin/sshd"
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("IPCLUSTER_REQUIRE_SSHD") == "1" {
+			t.Fatalf("no %s: install openssh-server (apt-get install openssh-server), as make test does", bin)
+		}
+		t.Skipf("no %s here: apt-get install openssh-server; make test does", bin)
+	}
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Getuid() == 0 {
+		os.MkdirAll("/run/sshd", 0o755) // its privilege separation directory
+	}
+	dir := t.TempDir()
+	hostPub := writeKey(t, filepath.Join(dir, "host_ed25519"))
+	userPub := writeKey(t, filepath.Join(dir, "id_ed25519"))
+	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), ssh.MarshalAuthorizedKey(userPub), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	config := strings.Join([]string{
+		"Port " + strconv.Itoa(port),
+		"ListenAddress 127.0.0.1",
+		"HostKey " + filepath.Join(dir, "host_ed25519"),
+		"PidFile " + filepath.Join(dir, "sshd.pid"),
+		"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
+		"StrictModes no",
+		"UsePAM no",
+		"PasswordAuthentication no",
+		"KbdInteractiveAuthentication no",
+		"PermitRootLogin prohibit-password",
+		"AllowTcpForwarding yes",
+		"LogLevel ERROR",
+	}, "\n") + "\n"
+	cfgFile := filepath.Join(dir, "sshd_config")
+	if err := os.WriteFile(cfgFile, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-D", "-e", "-f", cfgFile)
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	s := &SSHD{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), IdentityFile: filepath.Join(dir, "id_ed25519"),
+		KnownHosts: filepath.Join(dir, "known_hosts"), HostKey: hostPub, dir: dir}
+	s.Server = u.Username + "@" + s.Addr
+	line := fmt.Sprintf("[127.0.0.1]:%d %s", port, ssh.MarshalAuthorizedKey(hostPub))
+	if err := os.WriteFile(s.KnownHosts, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) { // polling a condition: sshd gives no sign when it listens
+		if c, err := net.Dial("tcp", s.Addr); err == nil {
+			c.Close()
+			return s
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("sshd exited: %v\n%s", err, out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sshd does not listen on %s:\n%s", s.Addr, out)
+		}
+	}
+}
+
+// EmptyKnownHosts returns a known_hosts file that knows no host.
+func (s *SSHD) EmptyKnownHosts(t testing.TB) string {
+	f := filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// writeKey writes a new ed25519 private key in OpenSSH format to path,
+// and returns its public key.
+func writeKey(t testing.TB, path string) ssh.PublicKey {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sp
+}
+
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
