@@ -114,7 +114,7 @@ type Client struct {
 	hello    *wire.Message // the Connect request, sent first by loop on sock
 	poller   transport.Poller
 	session  *wire.Session
-	signer   *wire.Signer // the connection's leader only
+	signer   *wire.Signer   // the connection's leader only
 	tunnel   *tunnel.Tunnel // to the controller, if through ssh
 
 	mu      sync.Mutex

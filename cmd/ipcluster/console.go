@@ -22,7 +22,7 @@ import (
 )
 
 func newConsole(g *globals) *cobra.Command {
-	var file string
+	var cf clientFlags
 	cmd := &cobra.Command{
 		Use:   "console [SCRIPT]",
 		Short: "An interactive console on the cluster: Starlark here, and on the engines with %px",
@@ -54,6 +54,8 @@ but status act at the same step on every rank. plot(field, "T.png") writes a
 heat map (a 2-D field) or a line plot.`,
 		Example: `  ipcluster console
   ipcluster console examples/heat/steer.star
+  ipcluster console --ssh alice@login.cluster.org      # a cluster on the login node, from a laptop
+  ipcluster console --file cluster.json --ssh alice@login.cluster.org
   ipcluster console < session.star`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -65,14 +67,14 @@ heat map (a 2-D field) or a line plot.`,
 				defer f.Close()
 				cmd.SetIn(f)
 			}
-			return runConsole(cmd, g, file)
+			return runConsole(cmd, g, &cf)
 		},
 	}
-	cmd.Flags().StringVarP(&file, "file", "f", "", "client connection file (default: the profile's)")
+	cf.add(cmd, "file", "f")
 	return cmd
 }
 
-func runConsole(cmd *cobra.Command, g *globals, file string) error {
+func runConsole(cmd *cobra.Command, g *globals, cf *clientFlags) error {
 	// The console handles Ctrl-C itself: it interrupts the engines.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -81,12 +83,13 @@ func runConsole(cmd *cobra.Command, g *globals, file string) error {
 	defer signal.Stop(sigs)
 
 	var session atomic.Pointer[console.Session]
-	c, err := client.Connect(cmd.Context(), client.Options{Profile: g.profile, ConnectionFile: file,
-		OnOutput: func(o client.Output) {
-			if s := session.Load(); s != nil {
-				s.Output(o)
-			}
-		}})
+	opts := cf.options(g)
+	opts.OnOutput = func(o client.Output) {
+		if s := session.Load(); s != nil {
+			s.Output(o)
+		}
+	}
+	c, err := client.Connect(cmd.Context(), opts)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 
 func newEngines(g *globals) *cobra.Command {
 	var asJSON bool
+	var cf clientFlags
 	cmd := &cobra.Command{
 		Use:   "engines",
 		Short: "List the engines of the running cluster",
@@ -25,7 +26,7 @@ MPI rank each belongs to.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			c, err := client.Connect(ctx, client.Options{Profile: g.profile})
+			c, err := client.Connect(ctx, cf.options(g))
 			if err != nil {
 				return err
 			}
@@ -63,6 +64,7 @@ MPI rank each belongs to.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cf.add(cmd, "file", "f")
 	return cmd
 }
 

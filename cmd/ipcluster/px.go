@@ -22,6 +22,7 @@ import (
 
 func newPx(g *globals) *cobra.Command {
 	var targets, file string
+	var cf clientFlags
 	var job int
 	cmd := &cobra.Command{
 		Use:   "px [--targets T | --job N] CODE | -f FILE",
@@ -61,12 +62,13 @@ numbers the cell assigns are written back.`,
 			if cmd.Flags().Changed("job") {
 				target = client.JobRanks(job)
 			}
-			return runPx(cmd.Context(), g, cmd.OutOrStdout(), cmd.ErrOrStderr(), target, job, name, code)
+			return runPx(cmd.Context(), cf.options(g), cmd.OutOrStdout(), cmd.ErrOrStderr(), target, job, name, code)
 		},
 	}
 	cmd.Flags().StringVarP(&targets, "targets", "t", "all", `engines to run on: "all", or ids and ranges such as 0,2,4-7`)
 	cmd.Flags().IntVar(&job, "job", 0, "run on every rank of this job (see ipcluster engines)")
 	cmd.Flags().StringVarP(&file, "file", "f", "", "read the code from this file (- for standard input)")
+	cf.add(cmd, "connection-file", "")
 	return cmd
 }
 
@@ -129,16 +131,17 @@ func (p *prefixer) flush() {
 	clear(p.partial)
 }
 
-func runPx(ctx context.Context, g *globals, stdout, stderr io.Writer, target client.Target, job int, name, code string) error {
+func runPx(ctx context.Context, opts client.Options, stdout, stderr io.Writer, target client.Target, job int, name, code string) error {
 	out := &prefixer{w: stdout, partial: map[int][]byte{}}
 	errOut := &prefixer{w: stderr, partial: map[int][]byte{}}
-	c, err := client.Connect(ctx, client.Options{Profile: g.profile, OnOutput: func(o client.Output) {
+	opts.OnOutput = func(o client.Output) {
 		if o.Stream == "stderr" {
 			errOut.write(o.Engine, o.Data)
 		} else {
 			out.write(o.Engine, o.Data)
 		}
-	}})
+	}
+	c, err := client.Connect(ctx, opts)
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ the configuration ipcluster.toml, connection files, run state and logs.`,
 	root.RegisterFlagCompletionFunc("profile", completeProfiles)
 	root.RegisterFlagCompletionFunc("log-level", cobra.FixedCompletions(
 		[]string{"debug", "info", "warn", "error"}, cobra.ShellCompDirectiveNoFileComp))
-	root.AddCommand(newStart(g), newMPIExec(g), newSLURM(g), newPBS(g), newTemplate(), newStatus(g), newStop(g), newPx(g), newConsole(g), newEngines(g), newController(g), newEngine(g, opts.engineSetup), newVersion())
+	root.AddCommand(newStart(g), newMPIExec(g), newSLURM(g), newPBS(g), newTemplate(), newStatus(g), newStop(g), newPx(g), newConsole(g), newConnection(g), newEngines(g), newController(g), newEngine(g, opts.engineSetup), newVersion())
 	return root
 }
 
