@@ -7,7 +7,7 @@ BIN     := bin/ipcluster
 GOFLAGS ?=
 export CGO_ENABLED := 1
 
-.PHONY: all build deps mpi-deps mpich-deps test-mpich demo test vet fmt-check fuzz bench bench-smoke bench-micro clean help
+.PHONY: all build deps mpi-deps mpich-deps ssh-deps test-mpich demo test vet fmt-check fuzz bench bench-smoke bench-micro clean help
 
 all: build
 
@@ -73,6 +73,20 @@ vet: deps
 fmt-check:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# ssh-deps installs OpenSSH (client and server): the remote-access tests
+# run a real sshd on a loopback port, as the test's own process.
+ssh-deps:
+	@if ! command -v ssh >/dev/null || [ ! -x /usr/sbin/sshd ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing openssh-client and openssh-server (apt-get)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client openssh-server >/dev/null || exit 1; \
+		else \
+			echo "make test needs OpenSSH's client and server. On Debian or Ubuntu run:"; \
+			echo "    sudo apt-get install openssh-client openssh-server"; \
+			exit 1; \
+		fi; \
+	fi
+
 # mpich-deps installs MPICH beside Open MPI (which stays the default), to
 # check that the binding builds and runs against both.
 mpich-deps:
@@ -98,8 +112,9 @@ test-mpich: deps mpich-deps
 # As root, test also runs a real single-node SLURM (.ci/slurm up: installed
 # and started for the tests, stopped by its pids after them); otherwise the
 # SLURM tests skip, saying so.
-test: deps mpi-deps mpich-deps vet fmt-check build
-	@if [ "$$(id -u)" = 0 ]; then ./.ci/slurm up || exit 1; \
+test: deps mpi-deps mpich-deps ssh-deps vet fmt-check build
+	@export IPCLUSTER_REQUIRE_SSHD=1; \
+	if [ "$$(id -u)" = 0 ]; then ./.ci/slurm up || exit 1; \
 		export IPCLUSTER_REQUIRE_SLURM=1; \
 	else echo "not root: the SLURM tests skip (sudo ./.ci/slurm up starts a test SLURM)"; fi; \
 	status=0; \
