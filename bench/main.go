@@ -72,7 +72,7 @@ func main() {
 	flag.BoolVar(&b.peers, "peers", true, "measure the peers too")
 	flag.IntVar(&b.scaleProcs, "scale-procs", 10, "processes that host workload 7's 1,000 engines (a divisor of 1000)")
 	prof := flag.Bool("profile", false, "write CPU profiles of controller, engines and client next to the results")
-	only := flag.String("only", "", "comma-separated workloads to run (1-8, limits); default all")
+	only := flag.String("only", "", "comma-separated workloads to run (1-9, limits); default all")
 	flag.Parse()
 	if b.runs == 0 {
 		b.runs = 5

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/ipcluster/ipcluster/client"
 )
 
 // run measures everything and returns the report.
@@ -81,6 +83,9 @@ func newRows() *rowSet {
 		Targets: []Target{yes("≤ 50 ms", "", 50)}})
 	add("steer", &Row{Workload: "8 steering point, nothing pending", Metric: "ns",
 		Targets: []Target{yes("< 1 µs", "", 1000)}})
+	add("ssh_map", &Row{Workload: "9 chunked map through ssh (system ssh)", Metric: "items/s", Higher: true, LimitOf: "direct"})
+	add("ssh_map_builtin", &Row{Workload: "9 chunked map through ssh (built-in ssh)", Metric: "items/s", Higher: true, LimitOf: "direct"})
+	add("ssh_rtt", &Row{Workload: "9 direct apply round trip through ssh (system ssh)", Metric: "p50 µs", LimitOf: "direct"})
 	return s
 }
 
@@ -262,6 +267,14 @@ func (b *bench) ours(rows *rowSet) error {
 			rows.get("register").Ours.Note = fmt.Sprintf("smoke: %d engines", hosts*per)
 		}
 	}
+	if b.wants("9") {
+		progress("ipcluster: through ssh tunnels, against direct")
+		if err := b.throughSSH(ctx, rows); err != nil {
+			for _, k := range []string{"ssh_map", "ssh_map_builtin", "ssh_rtt"} {
+				rows.get(k).Ours.Error = err.Error()
+			}
+		}
+	}
 	if b.wants("8") {
 		progress("ipcluster: steering points")
 		n := b.size(20_000_000, 100_000)
@@ -271,6 +284,44 @@ func (b *bench) ours(rows *rowSet) error {
 		}
 		rows.get("steer").Ours.Note = fmt.Sprintf("engine.Steer with nothing pending, %d calls per run, "+
 			"on an engine registered with a running controller", n)
+	}
+	return nil
+}
+
+// throughSSH runs workloads 1 and 3 on one cluster through clients that
+// reach it directly and through ssh tunnels to a loopback sshd, the
+// direct client giving the limit.
+func (b *bench) throughSSH(ctx context.Context, rows *rowSet) error {
+	c, err := b.startCluster(2)
+	if err != nil {
+		return err
+	}
+	defer c.stop()
+	system, builtin, closeTunnels, err := c.tunnelClients(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeTunnels()
+	n, rttN := b.size(1000000, 10000), b.size(2000, 50)
+	for _, cl := range []*client.Client{c.client, system, builtin} {
+		ipRTT(ctx, cl, 100) // warm up
+	}
+	for range b.runs {
+		v, err := ipMap(ctx, c.client, n)
+		rows.get("ssh_map").limitOrError(v, n, err)
+		rows.get("ssh_map_builtin").limitOrError(v, n, err)
+		v, err = ipMap(ctx, system, n)
+		rows.get("ssh_map").Ours.add(v, n, err)
+		v, err = ipMap(ctx, builtin, n)
+		rows.get("ssh_map_builtin").Ours.add(v, n, err)
+		p50, _, err := ipRTT(ctx, c.client, rttN)
+		rows.get("ssh_rtt").limitOrError(p50, rttN, err)
+		p50, _, err = ipRTT(ctx, system, rttN)
+		rows.get("ssh_rtt").Ours.add(p50, rttN, err)
+	}
+	note := "the same cluster (2 engines) through a loopback sshd; the limit is a direct client in the same run"
+	for _, k := range []string{"ssh_map", "ssh_map_builtin", "ssh_rtt"} {
+		rows.get(k).Ours.Note = note
 	}
 	return nil
 }

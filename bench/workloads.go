@@ -14,6 +14,7 @@ import (
 	"github.com/ipcluster/ipcluster/client"
 	"github.com/ipcluster/ipcluster/engine"
 	"github.com/ipcluster/ipcluster/internal/profile"
+	"github.com/ipcluster/ipcluster/internal/testenv"
 	"github.com/ipcluster/ipcluster/wire"
 )
 
@@ -484,4 +485,38 @@ func (b *bench) steerIdle(n int) (float64, error) {
 		e.Steer(i)
 	}
 	return float64(time.Since(t0).Nanoseconds()) / float64(n), nil
+}
+
+// tunnelClients connects two more clients to c, through a fresh sshd on
+// loopback: one with the system ssh, one with the built-in ssh. close
+// ends them and the sshd.
+func (c *cluster) tunnelClients(ctx context.Context) (system, builtin *client.Client, close func(), err error) {
+	dir, err := os.MkdirTemp("", "ipbench-sshd-")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	s, stopSSHD, err := testenv.StartSSHD(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, nil, fmt.Errorf("%w (the ssh rows need OpenSSH's server: apt-get install openssh-server)", err)
+	}
+	var clients []*client.Client
+	close = func() {
+		for _, cl := range clients {
+			cl.Close()
+		}
+		stopSSHD()
+		os.RemoveAll(dir)
+	}
+	for _, builtin := range []bool{false, true} {
+		cl, err := client.Connect(ctx, client.Options{ConnectionFile: filepath.Join(c.dir, "bench", "security", "client.json"),
+			SSHServer: s.Server, SSH: client.SSHOptions{Builtin: builtin, IdentityFile: s.IdentityFile,
+				KnownHosts: []string{s.KnownHosts}, Args: []string{"-F", "/dev/null", "-o", "BatchMode=yes"}}})
+		if err != nil {
+			close()
+			return nil, nil, nil, err
+		}
+		clients = append(clients, cl)
+	}
+	return clients[0], clients[1], close, nil
 }

@@ -35,27 +35,47 @@ type SSHD struct {
 // make test installs openssh-server and sets IPCLUSTER_REQUIRE_SSHD=1.
 func NeedSSHD(t testing.TB) *SSHD {
 	t.Helper()
-	const bin = "/usr/sbin/sshd"
-	if _, err := os.Stat(bin); err != nil {
+	if _, err := os.Stat(sshdPath); err != nil {
 		if os.Getenv("IPCLUSTER_REQUIRE_SSHD") == "1" {
-			t.Fatalf("no %s: install openssh-server (apt-get install openssh-server), as make test does", bin)
+			t.Fatalf("no %s: install openssh-server (apt-get install openssh-server), as make test does", sshdPath)
 		}
-		t.Skipf("no %s here: apt-get install openssh-server; make test does", bin)
+		t.Skipf("no %s here: apt-get install openssh-server; make test does", sshdPath)
 	}
-	u, err := user.Current()
+	s, stop, err := StartSSHD(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return s
+}
+
+const sshdPath = "/usr/sbin/sshd"
+
+// StartSSHD starts an sshd whose files live in dir, for the current user,
+// and returns once it listens; stop kills it (by its pid) and waits.
+func StartSSHD(dir string) (s *SSHD, stop func(), err error) {
+	u, err := user.Current()
+	if err != nil {
+		return nil, nil, err
 	}
 	if os.Getuid() == 0 {
 		os.MkdirAll("/run/sshd", 0o755) // its privilege separation directory
 	}
-	dir := t.TempDir()
-	hostPub := writeKey(t, filepath.Join(dir, "host_ed25519"))
-	userPub := writeKey(t, filepath.Join(dir, "id_ed25519"))
-	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), ssh.MarshalAuthorizedKey(userPub), 0o600); err != nil {
-		t.Fatal(err)
+	hostPub, err := writeKey(filepath.Join(dir, "host_ed25519"))
+	if err != nil {
+		return nil, nil, err
 	}
-	port := freePort(t)
+	userPub, err := writeKey(filepath.Join(dir, "id_ed25519"))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), ssh.MarshalAuthorizedKey(userPub), 0o600); err != nil {
+		return nil, nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, nil, err
+	}
 	config := strings.Join([]string{
 		"Port " + strconv.Itoa(port),
 		"ListenAddress 127.0.0.1",
@@ -72,39 +92,43 @@ func NeedSSHD(t testing.TB) *SSHD {
 	}, "\n") + "\n"
 	cfgFile := filepath.Join(dir, "sshd_config")
 	if err := os.WriteFile(cfgFile, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
-	cmd := exec.Command(bin, "-D", "-e", "-f", cfgFile)
+	cmd := exec.Command(sshdPath, "-D", "-e", "-f", cfgFile)
 	out := &strings.Builder{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
+	stop = func() {
 		cmd.Process.Kill()
 		<-exited
-	})
-	s := &SSHD{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), IdentityFile: filepath.Join(dir, "id_ed25519"),
+	}
+	s = &SSHD{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), IdentityFile: filepath.Join(dir, "id_ed25519"),
 		KnownHosts: filepath.Join(dir, "known_hosts"), HostKey: hostPub, dir: dir}
 	s.Server = u.Username + "@" + s.Addr
 	line := fmt.Sprintf("[127.0.0.1]:%d %s", port, ssh.MarshalAuthorizedKey(hostPub))
 	if err := os.WriteFile(s.KnownHosts, []byte(line), 0o600); err != nil {
-		t.Fatal(err)
+		stop()
+		return nil, nil, err
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) { // polling a condition: sshd gives no sign when it listens
 		if c, err := net.Dial("tcp", s.Addr); err == nil {
 			c.Close()
-			return s
+			return s, stop, nil
 		}
 		select {
 		case err := <-exited:
-			t.Fatalf("sshd exited: %v\n%s", err, out)
+			exited <- err
+			stop()
+			return nil, nil, fmt.Errorf("sshd exited: %v\n%s", err, out)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("sshd does not listen on %s:\n%s", s.Addr, out)
+			stop()
+			return nil, nil, fmt.Errorf("sshd does not listen on %s:\n%s", s.Addr, out)
 		}
 	}
 }
@@ -120,31 +144,26 @@ func (s *SSHD) EmptyKnownHosts(t testing.TB) string {
 
 // writeKey writes a new ed25519 private key in OpenSSH format to path,
 // and returns its public key.
-func writeKey(t testing.TB, path string) ssh.PublicKey {
-	t.Helper()
+func writeKey(path string) (ssh.PublicKey, error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	block, err := ssh.MarshalPrivateKey(priv, "")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	sp, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sp
+	return ssh.NewPublicKey(pub)
 }
 
-func freePort(t testing.TB) int {
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
