@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -31,6 +32,7 @@ import (
 
 	"github.com/ipcluster/ipcluster/engine/cell"
 	"github.com/ipcluster/ipcluster/internal/courier"
+	"github.com/ipcluster/ipcluster/internal/tunnel"
 	"github.com/ipcluster/ipcluster/mpi"
 	"github.com/ipcluster/ipcluster/transport"
 	"github.com/ipcluster/ipcluster/transport/zmqnet"
@@ -77,8 +79,23 @@ type Options struct {
 	Rank, Size int
 	Cores      int
 
+	// SSH tunes the ssh tunnel to the controller that the engine opens
+	// when its connection info names an ssh server ("ssh"), as
+	// `ipcluster ... --engine-ssh` does for compute nodes that cannot
+	// reach the controller directly. The zero value runs the system's ssh
+	// with the user's configuration.
+	SSH SSHOptions
+
 	Logger  *slog.Logger
 	Network transport.Network // nil means ZeroMQ, owned by the engine
+}
+
+// SSHOptions tune an engine's ssh tunnel to the controller.
+type SSHOptions struct {
+	Builtin      bool     // speak ssh in Go (agent, ~/.ssh keys) rather than running ssh
+	IdentityFile string   // a private key to offer
+	KnownHosts   []string // known_hosts files (default ~/.ssh/known_hosts)
+	Args         []string // extra arguments for the ssh command
 }
 
 // Engine runs work for a controller. Make one with New.
@@ -231,6 +248,14 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	if ci.Role != wire.RoleEngine {
 		return fmt.Errorf("engine: the connection info is for a %s, not an engine", ci.Role)
 	}
+	if ci.SSHServer != "" {
+		tun, tci, err := e.tunnel(ctx, ci)
+		if err != nil {
+			return err
+		}
+		defer tun.Close()
+		ci = tci
+	}
 	netw, own := e.opts.Network, false
 	if netw == nil {
 		n, err := zmqnet.New(zmqnet.Options{})
@@ -281,6 +306,33 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	}
 	io := &ioLoop{e: e, ci: ci, sock: sock, poller: poller, session: session, signer: wire.NewSigner(ci.SigningKey())}
 	return io.run(ctx)
+}
+
+// tunnel forwards a local port to the controller through ci's ssh
+// server, and returns ci pointing at it.
+func (e *Engine) tunnel(ctx context.Context, ci *wire.ConnectionInfo) (*tunnel.Tunnel, *wire.ConnectionInfo, error) {
+	rest, ok := strings.CutPrefix(ci.Endpoint, "tcp://")
+	host, port, err := net.SplitHostPort(rest)
+	if !ok || err != nil {
+		return nil, nil, fmt.Errorf("engine: cannot tunnel to %q through ssh: want a tcp://host:port endpoint", ci.Endpoint)
+	}
+	if ip := net.ParseIP(host); host == "*" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	remote := net.JoinHostPort(host, port)
+	o := e.opts.SSH
+	mode := tunnel.Auto
+	if o.Builtin {
+		mode = tunnel.Builtin
+	}
+	tun, err := tunnel.Open(ctx, tunnel.Options{Server: ci.SSHServer, Mode: mode, IdentityFile: o.IdentityFile,
+		KnownHosts: o.KnownHosts, SSHArgs: o.Args, Logger: e.log}, remote)
+	if err != nil {
+		return nil, nil, fmt.Errorf("engine: reaching the controller at %s through ssh: %w", remote, err)
+	}
+	tci := *ci
+	tci.Endpoint = "tcp://" + tun.Local(remote)
+	return tun, &tci, nil
 }
 
 // send sends a message to the controller, from any goroutine.

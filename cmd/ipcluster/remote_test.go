@@ -64,3 +64,26 @@ func TestRemoteAccess(t *testing.T) {
 		t.Errorf("a world-readable connection file: %v\n%s", err, out)
 	}
 }
+
+// TestLocation: a controller listening on every interface advertises the
+// location given, which clients and engines then use.
+func TestLocation(t *testing.T) {
+	e := newEnv(t)
+	e.mustRun("start", "-n", "1", "--daemon", "--ip", "0.0.0.0", "--location", "localhost")
+	defer e.mustRun("stop")
+	ci, err := wire.ReadConnectionFile(e.profile().ClientFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(ci.Endpoint, "tcp://localhost:") || ci.Location != "localhost" {
+		t.Errorf("endpoint %q, location %q; want tcp://localhost:PORT", ci.Endpoint, ci.Location)
+	}
+	if out := e.mustRun("px", "engine.id"); !strings.Contains(out, "[0] Out: 0") {
+		t.Errorf("px printed %q", out)
+	}
+	// A bad engine ssh server is refused by name before anything starts.
+	out, err := e.ipcluster("start", "-n", "1", "--profile", "other", "--engine-ssh", "-oProxyCommand=x")
+	if err == nil || !strings.Contains(out, "engines.ssh") {
+		t.Errorf("start with --engine-ssh -oProxyCommand=x: %v\n%s", err, out)
+	}
+}

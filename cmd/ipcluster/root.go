@@ -15,9 +15,11 @@ import (
 
 // globals are the flags every command takes.
 type globals struct {
-	profile  string
-	ip       string
-	logLevel string
+	profile   string
+	ip        string
+	location  string
+	engineSSH string
+	logLevel  string
 }
 
 func newRoot(opts options) *cobra.Command {
@@ -52,6 +54,8 @@ the configuration ipcluster.toml, connection files, run state and logs.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.profile, "profile", os.Getenv("IPCLUSTER_PROFILE"), `profile name (default "default"; env IPCLUSTER_PROFILE)`)
 	pf.StringVar(&g.ip, "ip", "", `interface the controller listens on (default 127.0.0.1; env IPCLUSTER_IP); "auto": the address of this host's name, else of its first interface up`)
+	pf.StringVar(&g.location, "location", "", `host name engines and clients use for a controller listening on every interface (--ip 0.0.0.0; default this host's name)`)
+	pf.StringVar(&g.engineSSH, "engine-ssh", "", `engines reach the controller through an ssh tunnel to [user@]host[:port] (compute nodes that cannot reach it directly)`)
 	pf.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error (default info, to the log file; env IPCLUSTER_LOG_LEVEL)")
 	root.RegisterFlagCompletionFunc("profile", completeProfiles)
 	root.RegisterFlagCompletionFunc("log-level", cobra.FixedCompletions(
@@ -91,6 +95,12 @@ func (g *globals) load() (*profile.Profile, *profile.Config, error) {
 	}
 	if cfg.Controller.IP == "auto" {
 		cfg.Controller.IP, _ = batchAddress()
+	}
+	if g.location != "" {
+		cfg.Controller.Location = g.location
+	}
+	if g.engineSSH != "" {
+		cfg.Engines.SSH = g.engineSSH
 	}
 	if g.logLevel != "" {
 		cfg.Log.Level = strings.ToLower(g.logLevel)

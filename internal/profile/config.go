@@ -47,6 +47,9 @@ type ControllerConfig struct {
 	ResultCache      int           `toml:"result_cache"`     // results kept for clients that are gone
 	ResultCacheBytes ByteSize      `toml:"result_cache_bytes"`
 	TaskHistory      int           `toml:"task_history"` // finished tasks remembered for status queries
+	// Location is the host name connection files give for a controller
+	// listening on every interface (ip "0.0.0.0"); default this host's name.
+	Location string `toml:"location"`
 }
 
 // EnginesConfig is the [engines] section.
@@ -54,6 +57,10 @@ type EnginesConfig struct {
 	N                int           `toml:"n"`                 // engines for `ipcluster start`; 0 = one per CPU core
 	HeartbeatTimeout time.Duration `toml:"heartbeat_timeout"` // an engine that hears nothing from the controller this long exits
 	CaptureOutput    bool          `toml:"capture_output"`    // send engines' stdout and stderr to clients
+	// SSH is an ssh server, [user@]host[:port], through which engines
+	// tunnel to the controller, for compute nodes that cannot reach it
+	// directly (it listens on the login node's loopback, say).
+	SSH string `toml:"ssh"`
 }
 
 // LogConfig is the [log] section.
@@ -127,6 +134,9 @@ func (c *Config) validate(source string) error {
 	check(ct.TaskHistory >= 0, "controller.task_history", "must not be negative, not %d", ct.TaskHistory)
 	check(en.N >= 0, "engines.n", "must not be negative, not %d", en.N)
 	check(en.HeartbeatTimeout > 0, "engines.heartbeat_timeout", "must be positive, not %v", en.HeartbeatTimeout)
+	check(!strings.ContainsAny(en.SSH, " \t\n/") && !strings.HasPrefix(en.SSH, "-"), "engines.ssh",
+		"must be an ssh server, [user@]host[:port], not %q", en.SSH)
+	check(!strings.ContainsAny(ct.Location, " \t\n/"), "controller.location", "must be a host name, not %q", ct.Location)
 	check(c.MPI.MPIExec != "", "mpi.mpiexec", "must not be empty")
 	check(slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level), "log.level",
 		"must be debug, info, warn or error, not %q", c.Log.Level)

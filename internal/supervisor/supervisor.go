@@ -74,7 +74,7 @@ func ControllerConfig(cfg *profile.Config, prof string, log *slog.Logger) (contr
 		HeartbeatPeriod: c.HeartbeatPeriod, HeartbeatMisses: c.HeartbeatMisses,
 		Scheduler: policy, PipelineDepth: c.PipelineDepth,
 		ResultCache: c.ResultCache, ResultCacheBytes: int64(c.ResultCacheBytes), TaskHistory: c.TaskHistory,
-		Profile: prof, Logger: log,
+		Location: c.Location, Profile: prof, Logger: log,
 	}, nil
 }
 
@@ -108,6 +108,11 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	clientInfo, engineInfo := ctrl.ClientInfo(), ctrl.EngineInfo()
+	if cfg.Engines.SSH != "" { // engines tunnel to the controller through it
+		ei := *engineInfo
+		ei.SSHServer = cfg.Engines.SSH
+		engineInfo = &ei
+	}
 	if err := wire.WriteConnectionFile(p.ClientFile(), clientInfo); err != nil {
 		return err
 	}
@@ -334,6 +339,9 @@ func Join(ctx context.Context, opts JoinOptions) error {
 	engineInfo, err := wire.ReadConnectionFile(p.EngineFile())
 	if err != nil {
 		return fmt.Errorf("joining the cluster of profile %q: %w", p.Name, err)
+	}
+	if opts.Config != nil && opts.Config.Engines.SSH != "" {
+		engineInfo.SSHServer = opts.Config.Engines.SSH // this job's engines tunnel
 	}
 	c, err := client.Connect(ctx, client.Options{Profile: p.Name, Logger: log})
 	if err != nil {
