@@ -1,8 +1,12 @@
 package main
 
 import (
+	"io/fs"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -85,5 +89,81 @@ func TestLocation(t *testing.T) {
 	out, err := e.ipcluster("start", "-n", "1", "--profile", "other", "--engine-ssh", "-oProxyCommand=x")
 	if err == nil || !strings.Contains(out, "engines.ssh") {
 		t.Errorf("start with --engine-ssh -oProxyCommand=x: %v\n%s", err, out)
+	}
+}
+
+// laptopUser is the account that plays a laptop in TestLaptopTour.
+const laptopUser = "ipcluster-laptop"
+
+// TestLaptopTour is the remote-access issue's "done when": another user of
+// this machine, holding only the exported connection file and an ssh key
+// for the cluster owner's account, runs the README's console tour through
+// sshd. It needs root (to make that user, removed again afterwards).
+func TestLaptopTour(t *testing.T) {
+	s := testenv.NeedSSHD(t)
+	if os.Getuid() != 0 {
+		t.Skip("needs root, to make a second user (make test runs as root in CI)")
+	}
+	if err := exec.Command("id", laptopUser).Run(); err != nil {
+		if out, err := exec.Command("useradd", "--create-home", "--shell", "/bin/sh", laptopUser).CombinedOutput(); err != nil {
+			t.Fatalf("useradd: %v\n%s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("userdel", "--remove", laptopUser).Run() })
+	}
+	u, err := user.Lookup(laptopUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+
+	e := newEnv(t)
+	e.mustRun("start", "-n", "4", "--daemon")
+	defer e.mustRun("stop")
+
+	// What the laptop holds, in its own home: the credential, the ssh key
+	// and known host; and the ipcluster binary, somewhere it may run it.
+	home, err := os.MkdirTemp(u.HomeDir, "tour-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(home)
+	creds := filepath.Join(home, "cluster.json")
+	e.mustRun("connection", "export", "--ssh", s.Server, "-o", creds)
+	key, _ := os.ReadFile(s.IdentityFile)
+	known, _ := os.ReadFile(s.KnownHosts)
+	os.WriteFile(filepath.Join(home, "id_ed25519"), key, 0o600)
+	os.WriteFile(filepath.Join(home, "known_hosts"), known, 0o600)
+	tour := "rc.ids\n%px x = engine.id * 10\n%px print(x)\nrc[:].pull(\"x\")\nrc.jobs()[0][\"engines\"]\n"
+	os.WriteFile(filepath.Join(home, "tour.star"), []byte(tour), 0o600)
+	binDir, err := os.MkdirTemp("", "ipcluster-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(binDir)
+	os.Chmod(binDir, 0o755)
+	bin := filepath.Join(binDir, "ipcluster")
+	self, _ := os.ReadFile(os.Args[0])
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	filepath.WalkDir(home, func(p string, _ fs.DirEntry, _ error) error { return os.Chown(p, uid, gid) })
+
+	cmd := exec.Command("runuser", "-u", laptopUser, "--", bin, "console", "--file", creds,
+		"--ssh-key", filepath.Join(home, "id_ed25519"), "--ssh-known-hosts", filepath.Join(home, "known_hosts"),
+		filepath.Join(home, "tour.star"))
+	cmd.Env = []string{asCommand + "=1", "HOME=" + home, "IPCLUSTER_DIR=" + filepath.Join(home, "ipcluster"), "PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the tour as %s: %v\n%s", laptopUser, err, out)
+	}
+	for _, want := range []string{"[0, 1, 2, 3]", "[3] 30", "{0: 0, 1: 10, 2: 20, 3: 30}"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the tour printed no %q:\n%s", want, out)
+		}
+	}
+	// The laptop's own profile holds nothing of the cluster's.
+	if _, err := os.Stat(filepath.Join(home, "ipcluster", "default", "security")); err == nil {
+		t.Error("the laptop's console wrote connection files of its own")
 	}
 }
