@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/ipcluster/ipcluster/client"
 	"github.com/ipcluster/ipcluster/engine"
@@ -519,4 +523,117 @@ func (c *cluster) tunnelClients(ctx context.Context) (system, builtin *client.Cl
 		clients = append(clients, cl)
 	}
 	return clients[0], clients[1], close, nil
+}
+
+// linkDelay is the one-way latency of the emulated wide-area link that
+// the far client's ssh connection crosses.
+const linkDelay = 5 * time.Millisecond
+
+// farClient connects a client through ssh over a link with linkDelay of
+// one-way latency, as a laptop far from its cluster: the built-in ssh, to
+// sshd behind delayLink.
+func (c *cluster) farClient(ctx context.Context) (*client.Client, func(), error) {
+	dir, err := os.MkdirTemp("", "ipbench-sshd-far-")
+	if err != nil {
+		return nil, nil, err
+	}
+	s, stopSSHD, err := testenv.StartSSHD(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	link, stopLink, err := delayLink(s.Addr, linkDelay)
+	if err != nil {
+		stopSSHD()
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	closeAll := func() { stopLink(); stopSSHD(); os.RemoveAll(dir) }
+	_, port, _ := net.SplitHostPort(link)
+	known := filepath.Join(dir, "known_hosts_link")
+	if err := os.WriteFile(known, []byte("[127.0.0.1]:"+port+" "+string(ssh.MarshalAuthorizedKey(s.HostKey))), 0o600); err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	user := s.Server[:strings.LastIndexByte(s.Server, '@')]
+	cl, err := client.Connect(ctx, client.Options{ConnectionFile: filepath.Join(c.dir, "bench", "security", "client.json"),
+		SSHServer: user + "@" + link, SSH: client.SSHOptions{Builtin: true, IdentityFile: s.IdentityFile, KnownHosts: []string{known}}})
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return cl, func() { cl.Close(); closeAll() }, nil
+}
+
+// delayLink forwards each TCP connection made to the returned local
+// address on to addr, holding every chunk of bytes for delay in each
+// direction, as a network with that one-way latency (and no bandwidth
+// limit) would. stop closes it and its connections.
+func delayLink(addr string, delay time.Duration) (local string, stop func(), err error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Go(func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", addr)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, in, out)
+			mu.Unlock()
+			wg.Go(func() { delayCopy(out, in, delay) })
+			wg.Go(func() { delayCopy(in, out, delay) })
+		}
+	})
+	return l.Addr().String(), func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}, nil
+}
+
+// delayCopy copies from src to dst, each chunk delay after it was read;
+// chunks in flight do not wait for each other.
+func delayCopy(dst, src net.Conn, delay time.Duration) {
+	type chunk struct {
+		due  time.Time
+		data []byte
+	}
+	queue := make(chan chunk, 4096)
+	go func() {
+		defer close(queue)
+		for {
+			buf := make([]byte, 64<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				queue <- chunk{time.Now().Add(delay), buf[:n]}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range queue {
+		time.Sleep(time.Until(c.due)) // the link's latency, not synchronisation
+		if _, err := dst.Write(c.data); err != nil {
+			break
+		}
+	}
+	dst.Close()
+	for range queue { // let the reader end
+	}
 }

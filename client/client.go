@@ -161,6 +161,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 		if err := c.openTunnel(ctx, server); err != nil {
 			return nil, err
 		}
+		ci = c.conn // the tunnel's end
 	}
 	if c.net == nil {
 		n, err := zmqnet.New(zmqnet.Options{})

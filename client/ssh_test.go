@@ -16,9 +16,8 @@ import (
 
 // TestThroughSSH reaches a real controller (ZeroMQ, CURVE) only through a
 // real sshd on loopback, with the system ssh and the built-in one: apply,
-// and push and pull of 10 MB.
+// and push and pull of 10 MB; and once the sshd is gone, nothing more.
 func TestThroughSSH(t *testing.T) {
-	s := testenv.NeedSSHD(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ctrl, err := controller.New(controller.Config{})
@@ -42,6 +41,7 @@ func TestThroughSSH(t *testing.T) {
 	for _, builtin := range []bool{false, true} {
 		name := map[bool]string{false: "system ssh", true: "built-in ssh"}[builtin]
 		t.Run(name, func(t *testing.T) {
+			s := testenv.NeedSSHD(t)
 			c, err := client.Connect(ctx, client.Options{Connection: ctrl.ClientInfo(), SSHServer: s.Server,
 				SSH: client.SSHOptions{Builtin: builtin, IdentityFile: s.IdentityFile, KnownHosts: []string{s.KnownHosts},
 					Args: []string{"-F", "/dev/null", "-o", "BatchMode=yes"}}})
@@ -78,9 +78,18 @@ func TestThroughSSH(t *testing.T) {
 			if !slices.Equal(got[0], big) {
 				t.Error("10 MB pulled back through ssh differ from those pushed")
 			}
+			// The traffic went through the tunnel: without the sshd
+			// (and the sessions it serves), the controller is out of reach.
+			s.Stop()
+			short, cancelShort := context.WithTimeout(ctx, 2*time.Second)
+			defer cancelShort()
+			if res, err := c.Apply(short, "echo", []any{"direct?"}, client.Targets(client.All), client.Block); err == nil {
+				t.Errorf("an apply succeeded with the sshd gone (%v): the client does not use the tunnel", res)
+			}
 		})
 	}
 	// An unknown host key is refused, with the way to accept it.
+	s := testenv.NeedSSHD(t)
 	_, err = client.Connect(ctx, client.Options{Connection: ctrl.ClientInfo(), SSHServer: s.Server,
 		SSH: client.SSHOptions{Builtin: true, IdentityFile: s.IdentityFile, KnownHosts: []string{s.EmptyKnownHosts(t)}}})
 	if err == nil || !strings.Contains(err.Error(), "is not known") {

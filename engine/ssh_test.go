@@ -20,7 +20,6 @@ import (
 // controller through a real sshd on loopback, with the system ssh and the
 // built-in one, and serves work.
 func TestEngineThroughSSH(t *testing.T) {
-	s := testenv.NeedSSHD(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ctrl, err := controller.New(controller.Config{})
@@ -38,6 +37,7 @@ func TestEngineThroughSSH(t *testing.T) {
 	defer c.Close()
 
 	for _, builtin := range []bool{false, true} {
+		s := testenv.NeedSSHD(t)
 		ci := *ctrl.EngineInfo()
 		ci.SSHServer = s.Server
 		e, err := engine.New(engine.Options{Connection: &ci, SSH: engine.SSHOptions{Builtin: builtin,
@@ -62,6 +62,14 @@ func TestEngineThroughSSH(t *testing.T) {
 		if err != nil || res[e.ID()] != "over ssh" {
 			t.Errorf("builtin %v: apply on the engine through ssh: %v %v", builtin, res, err)
 		}
+		// The engine's traffic went through the tunnel: without the sshd,
+		// the engine is out of the controller's reach.
+		s.Stop()
+		short, cancelShort := context.WithTimeout(ctx, 2*time.Second)
+		if res, err := c.Apply(short, "echo", []any{"direct?"}, client.Targets(client.Engines(e.ID())), client.Block); err == nil {
+			t.Errorf("builtin %v: an apply reached the engine with the sshd gone (%v): it does not use the tunnel", builtin, res)
+		}
+		cancelShort()
 		stopEngine()
 		if err := <-done; err != nil {
 			t.Errorf("builtin %v: Run = %v", builtin, err)

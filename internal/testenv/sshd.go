@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,7 +30,12 @@ type SSHD struct {
 	KnownHosts   string // a known_hosts file that knows the server's key
 	HostKey      ssh.PublicKey
 	dir          string
+	stop         func()
 }
+
+// Stop kills the server and the sessions it serves, ending every tunnel
+// through it. It may be called more than once.
+func (s *SSHD) Stop() { s.stop() }
 
 // NeedSSHD starts an sshd for t, stopped (by its pid) when t ends. It
 // skips t when there is no sshd, or fails it when the run requires one:
@@ -41,11 +48,11 @@ func NeedSSHD(t testing.TB) *SSHD {
 		}
 		t.Skipf("no %s here: apt-get install openssh-server; make test does", sshdPath)
 	}
-	s, stop, err := StartSSHD(t.TempDir())
+	s, _, err := StartSSHD(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(stop)
+	t.Cleanup(s.Stop)
 	return s
 }
 
@@ -102,12 +109,20 @@ func StartSSHD(dir string) (s *SSHD, stop func(), err error) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	var once sync.Once
 	stop = func() {
-		cmd.Process.Kill()
-		<-exited
+		once.Do(func() {
+			// The sessions it forked run in sessions of their own
+			// (setsid): end them by their pids, then the server.
+			for _, pid := range descendants(cmd.Process.Pid) {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			cmd.Process.Kill()
+			<-exited
+		})
 	}
 	s = &SSHD{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), IdentityFile: filepath.Join(dir, "id_ed25519"),
-		KnownHosts: filepath.Join(dir, "known_hosts"), HostKey: hostPub, dir: dir}
+		KnownHosts: filepath.Join(dir, "known_hosts"), HostKey: hostPub, dir: dir, stop: stop}
 	s.Server = u.Username + "@" + s.Addr
 	line := fmt.Sprintf("[127.0.0.1]:%d %s", port, ssh.MarshalAuthorizedKey(hostPub))
 	if err := os.WriteFile(s.KnownHosts, []byte(line), 0o600); err != nil {
@@ -166,4 +181,39 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// descendants lists the processes below pid, from /proc.
+func descendants(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	children := map[int][]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		rest := string(data[strings.LastIndexByte(string(data), ')')+1:])
+		fields := strings.Fields(rest)
+		if len(fields) < 2 {
+			continue
+		}
+		if ppid, err := strconv.Atoi(fields[1]); err == nil {
+			children[ppid] = append(children[ppid], p)
+		}
+	}
+	var out []int
+	var walk func(int)
+	walk = func(p int) {
+		for _, c := range children[p] {
+			out = append(out, c)
+			walk(c)
+		}
+	}
+	walk(pid)
+	return out
 }
