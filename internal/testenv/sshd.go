@@ -42,13 +42,20 @@ func (s *SSHD) Stop() { s.stop() }
 // make test installs openssh-server and sets IPCLUSTER_REQUIRE_SSHD=1.
 func NeedSSHD(t testing.TB) *SSHD {
 	t.Helper()
+	return NeedSSHDWith(t)
+}
+
+// NeedSSHDWith is NeedSSHD with sshd_config lines of the test's own, which
+// win over the defaults (sshd takes a keyword's first value).
+func NeedSSHDWith(t testing.TB, config ...string) *SSHD {
+	t.Helper()
 	if _, err := os.Stat(sshdPath); err != nil {
 		if os.Getenv("IPCLUSTER_REQUIRE_SSHD") == "1" {
 			t.Fatalf("no %s: install openssh-server (apt-get install openssh-server), as make test does", sshdPath)
 		}
 		t.Skipf("no %s here: apt-get install openssh-server; make test does", sshdPath)
 	}
-	s, _, err := StartSSHD(t.TempDir())
+	s, _, err := StartSSHD(t.TempDir(), config...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,8 +66,9 @@ func NeedSSHD(t testing.TB) *SSHD {
 const sshdPath = "/usr/sbin/sshd"
 
 // StartSSHD starts an sshd whose files live in dir, for the current user,
-// and returns once it listens; stop kills it (by its pid) and waits.
-func StartSSHD(dir string) (s *SSHD, stop func(), err error) {
+// with the given sshd_config lines before its own, and returns once it
+// listens; stop kills it and its sessions (by their pids) and waits.
+func StartSSHD(dir string, config ...string) (s *SSHD, stop func(), err error) {
 	u, err := user.Current()
 	if err != nil {
 		return nil, nil, err
@@ -83,12 +91,12 @@ func StartSSHD(dir string) (s *SSHD, stop func(), err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	config := strings.Join([]string{
-		"Port " + strconv.Itoa(port),
+	config = append(config,
+		"Port "+strconv.Itoa(port),
 		"ListenAddress 127.0.0.1",
-		"HostKey " + filepath.Join(dir, "host_ed25519"),
-		"PidFile " + filepath.Join(dir, "sshd.pid"),
-		"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
+		"HostKey "+filepath.Join(dir, "host_ed25519"),
+		"PidFile "+filepath.Join(dir, "sshd.pid"),
+		"AuthorizedKeysFile "+filepath.Join(dir, "authorized_keys"),
 		"StrictModes no",
 		"UsePAM no",
 		"PasswordAuthentication no",
@@ -96,9 +104,9 @@ func StartSSHD(dir string) (s *SSHD, stop func(), err error) {
 		"PermitRootLogin prohibit-password",
 		"AllowTcpForwarding yes",
 		"LogLevel ERROR",
-	}, "\n") + "\n"
+	)
 	cfgFile := filepath.Join(dir, "sshd_config")
-	if err := os.WriteFile(cfgFile, []byte(config), 0o600); err != nil {
+	if err := os.WriteFile(cfgFile, []byte(strings.Join(config, "\n")+"\n"), 0o600); err != nil {
 		return nil, nil, err
 	}
 	cmd := exec.Command(sshdPath, "-D", "-e", "-f", cfgFile)
