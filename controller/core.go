@@ -230,12 +230,7 @@ func (c *core) clientMessage(m *wire.Message, raw wire.Raw) {
 // submit accepts a work request: balanced ones go to the scheduler,
 // direct ones to each target's queue at once.
 func (c *core) submit(rid string, m *wire.Message, raw wire.Raw) {
-	if c.stopping {
-		c.replyError(rid, m.ID, errShutdown, "the controller is shutting down")
-		return
-	}
-	if c.ids[m.ID] > 0 {
-		c.replyError(rid, m.ID, errDuplicate, fmt.Sprintf("request id %q is already in use", m.ID))
+	if !c.acceptable(rid, m) {
 		return
 	}
 	if m.Balanced {
@@ -253,6 +248,29 @@ func (c *core) submit(rid string, m *wire.Message, raw wire.Raw) {
 	if !c.checkTargets(rid, m) {
 		return
 	}
+	c.sendDirect(rid, m, raw, func(eng *engineState, t *task) {
+		eng.queue = append(eng.queue, t)
+		c.sched.DirectSent(eng.info.ID)
+	})
+}
+
+// acceptable replies an error and returns false unless a new request can
+// be taken: the controller is not stopping, and its id is not in use.
+func (c *core) acceptable(rid string, m *wire.Message) bool {
+	if c.stopping {
+		c.replyError(rid, m.ID, errShutdown, "the controller is shutting down")
+		return false
+	}
+	if c.ids[m.ID] > 0 {
+		c.replyError(rid, m.ID, errDuplicate, fmt.Sprintf("request id %q is already in use", m.ID))
+		return false
+	}
+	return true
+}
+
+// sendDirect relays a request to each of its (checked) targets as one
+// task each, which file files with the engine.
+func (c *core) sendDirect(rid string, m *wire.Message, raw wire.Raw, file func(*engineState, *task)) {
 	if len(m.Targets) > 1 {
 		raw.Env = wire.WithoutTargets(raw.Env)
 	}
@@ -260,8 +278,7 @@ func (c *core) submit(rid string, m *wire.Message, raw wire.Raw) {
 		eng := c.engines[e]
 		t := &task{key: taskKey{m.ID, e}, typ: m.Type, client: rid, engine: e, attempts: 1, submitted: c.now, sent: c.now}
 		c.addTask(t)
-		eng.queue = append(eng.queue, t)
-		c.sched.DirectSent(e)
+		file(eng, t)
 		c.out.toEngine(eng.rid, raw)
 	}
 }

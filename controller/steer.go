@@ -10,15 +10,7 @@ import (
 // and, unless it is a status request, its step is agreed among them (see
 // agreements).
 func (c *core) steer(rid string, m *wire.Message, raw wire.Raw) {
-	if c.stopping {
-		c.replyError(rid, m.ID, errShutdown, "the controller is shutting down")
-		return
-	}
-	if c.ids[m.ID] > 0 {
-		c.replyError(rid, m.ID, errDuplicate, fmt.Sprintf("request id %q is already in use", m.ID))
-		return
-	}
-	if !c.checkTargets(rid, m) {
+	if !c.acceptable(rid, m) || !c.checkTargets(rid, m) {
 		return
 	}
 	req, err := wire.DecodeSteer(m)
@@ -26,16 +18,7 @@ func (c *core) steer(rid string, m *wire.Message, raw wire.Raw) {
 		c.replyError(rid, m.ID, errBadRequest, err.Error())
 		return
 	}
-	if len(m.Targets) > 1 {
-		raw.Env = wire.WithoutTargets(raw.Env)
-	}
-	for _, e := range m.Targets {
-		eng := c.engines[e]
-		t := &task{key: taskKey{m.ID, e}, typ: wire.Steer, client: rid, engine: e, attempts: 1, submitted: c.now, sent: c.now}
-		c.addTask(t)
-		eng.steering = append(eng.steering, t)
-		c.out.toEngine(eng.rid, raw)
-	}
+	c.sendDirect(rid, m, raw, func(eng *engineState, t *task) { eng.steering = append(eng.steering, t) })
 	if req.Op.Agreed() {
 		c.agree.add(m.ID, m.Targets)
 	}
