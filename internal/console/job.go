@@ -102,14 +102,7 @@ func (j *jobValue) Attr(name string) (starlark.Value, error) {
 		}, 1), nil
 	case "call":
 		return builtin("call", func(thread *starlark.Thread, args starlark.Tuple) (starlark.Value, error) {
-			if len(args) == 0 {
-				return nil, fmt.Errorf("call: want a function name and its arguments")
-			}
-			fn, ok := starlark.AsString(args[0])
-			if !ok {
-				return nil, fmt.Errorf("call: the function name is a string, not %s", args[0].Type())
-			}
-			in, err := goArgs("call", args[1:])
+			fn, in, err := callArgs("call", args)
 			if err != nil {
 				return nil, err
 			}
@@ -232,16 +225,24 @@ func stringArgs(what string, args starlark.Tuple) ([]string, error) {
 	return out, nil
 }
 
-func goArgs(what string, args starlark.Tuple) ([]any, error) {
-	in := make([]any, len(args))
-	for i, a := range args {
+// callArgs reads a function name and its arguments, in their Go forms.
+func callArgs(what string, args starlark.Tuple) (fn string, in []any, err error) {
+	if len(args) == 0 {
+		return "", nil, fmt.Errorf("%s: want a function name and its arguments", what)
+	}
+	fn, ok := starlark.AsString(args[0])
+	if !ok {
+		return "", nil, fmt.Errorf("%s: the function name is a string, not %s", what, args[0].Type())
+	}
+	in = make([]any, len(args)-1)
+	for i, a := range args[1:] {
 		g, err := cell.FromStarlark(a)
 		if err != nil {
-			return nil, fmt.Errorf("%s: argument %d: %w", what, i+1, err)
+			return "", nil, fmt.Errorf("%s: argument %d: %w", what, i+1, err)
 		}
 		in[i] = g
 	}
-	return in, nil
+	return fn, in, nil
 }
 
 // fieldValue is a numeric array in the console, with its shape: what

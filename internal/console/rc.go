@@ -116,13 +116,9 @@ func (v *viewValue) Attr(name string) (starlark.Value, error) {
 		return cell.ToStarlark(toAny(ids))
 	case "pull":
 		return builtin("pull", func(thread *starlark.Thread, args starlark.Tuple) (starlark.Value, error) {
-			names := make([]string, len(args))
-			for i, a := range args {
-				s, ok := starlark.AsString(a)
-				if !ok {
-					return nil, fmt.Errorf("pull: names are strings, not %s", a.Type())
-				}
-				names[i] = s
+			names, err := stringArgs("pull", args)
+			if err != nil {
+				return nil, err
 			}
 			return v.s.byEngine(thread, v.t, func(ctx context.Context) (*client.AsyncResult, error) { return dv.Pull(ctx, names...) })
 		}, -1), nil
@@ -143,20 +139,9 @@ func (v *viewValue) Attr(name string) (starlark.Value, error) {
 		}, -1), nil
 	case "apply":
 		return builtin("apply", func(thread *starlark.Thread, args starlark.Tuple) (starlark.Value, error) {
-			if len(args) == 0 {
-				return nil, fmt.Errorf("apply: want a function name and its arguments")
-			}
-			fn, ok := starlark.AsString(args[0])
-			if !ok {
-				return nil, fmt.Errorf("apply: the function name is a string, not %s", args[0].Type())
-			}
-			in := make([]any, len(args)-1)
-			for i, a := range args[1:] {
-				g, err := cell.FromStarlark(a)
-				if err != nil {
-					return nil, fmt.Errorf("apply: argument %d: %w", i+1, err)
-				}
-				in[i] = g
+			fn, in, err := callArgs("apply", args)
+			if err != nil {
+				return nil, err
 			}
 			return v.s.byEngine(thread, v.t, func(ctx context.Context) (*client.AsyncResult, error) { return dv.Apply(ctx, fn, in...) })
 		}, -1), nil
