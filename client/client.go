@@ -23,10 +23,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
-	"net"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -284,41 +282,21 @@ func (c *Client) release() {
 // openTunnel forwards a local port to the controller through an ssh
 // server, and points the client's connection at it.
 func (c *Client) openTunnel(ctx context.Context, server string) error {
-	host, port, err := endpointAddr(c.conn.Endpoint)
-	if err != nil {
-		return err
-	}
-	if host == "*" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1" // bound on every interface: the server's own loopback reaches it
-	}
-	remote := net.JoinHostPort(host, port)
 	o := c.opts.SSH
 	mode := tunnel.Auto
 	if o.Builtin {
 		mode = tunnel.Builtin
 	}
-	c.tunnel, err = tunnel.Open(ctx, tunnel.Options{Server: server, Mode: mode, IdentityFile: o.IdentityFile,
-		KnownHosts: o.KnownHosts, SSHArgs: o.Args, Prompt: o.Prompt, Logger: c.log, OnDrop: o.OnDrop}, remote)
+	t, local, err := tunnel.OpenEndpoint(ctx, tunnel.Options{Server: server, Mode: mode, IdentityFile: o.IdentityFile,
+		KnownHosts: o.KnownHosts, SSHArgs: o.Args, Prompt: o.Prompt, Logger: c.log, OnDrop: o.OnDrop}, c.conn.Endpoint)
 	if err != nil {
-		return fmt.Errorf("client: reaching the controller at %s through ssh: %w", remote, err)
+		return fmt.Errorf("client: %w", err)
 	}
+	c.tunnel = t
 	ci := *c.conn
-	ci.Endpoint = "tcp://" + c.tunnel.Local(remote)
+	ci.Endpoint = local
 	c.conn = &ci
 	return nil
-}
-
-// endpointAddr splits tcp://host:port.
-func endpointAddr(endpoint string) (host, port string, err error) {
-	rest, ok := strings.CutPrefix(endpoint, "tcp://")
-	if !ok {
-		return "", "", fmt.Errorf("client: cannot tunnel to %q: only tcp endpoints go through ssh", endpoint)
-	}
-	host, port, err = net.SplitHostPort(rest)
-	if err != nil {
-		return "", "", fmt.Errorf("client: endpoint %q: %w", endpoint, err)
-	}
-	return host, port, nil
 }
 
 // Endpoint returns the controller's address the client is connected to.

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -311,27 +310,18 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 // tunnel forwards a local port to the controller through ci's ssh
 // server, and returns ci pointing at it.
 func (e *Engine) tunnel(ctx context.Context, ci *wire.ConnectionInfo) (*tunnel.Tunnel, *wire.ConnectionInfo, error) {
-	rest, ok := strings.CutPrefix(ci.Endpoint, "tcp://")
-	host, port, err := net.SplitHostPort(rest)
-	if !ok || err != nil {
-		return nil, nil, fmt.Errorf("engine: cannot tunnel to %q through ssh: want a tcp://host:port endpoint", ci.Endpoint)
-	}
-	if ip := net.ParseIP(host); host == "*" || ip != nil && ip.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	remote := net.JoinHostPort(host, port)
 	o := e.opts.SSH
 	mode := tunnel.Auto
 	if o.Builtin {
 		mode = tunnel.Builtin
 	}
-	tun, err := tunnel.Open(ctx, tunnel.Options{Server: ci.SSHServer, Mode: mode, IdentityFile: o.IdentityFile,
-		KnownHosts: o.KnownHosts, SSHArgs: o.Args, Logger: e.log}, remote)
+	tun, local, err := tunnel.OpenEndpoint(ctx, tunnel.Options{Server: ci.SSHServer, Mode: mode, IdentityFile: o.IdentityFile,
+		KnownHosts: o.KnownHosts, SSHArgs: o.Args, Logger: e.log}, ci.Endpoint)
 	if err != nil {
-		return nil, nil, fmt.Errorf("engine: reaching the controller at %s through ssh: %w", remote, err)
+		return nil, nil, fmt.Errorf("engine: %w", err)
 	}
 	tci := *ci
-	tci.Endpoint = "tcp://" + tun.Local(remote)
+	tci.Endpoint = local
 	return tun, &tci, nil
 }
 

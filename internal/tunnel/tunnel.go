@@ -167,3 +167,24 @@ func freePorts(n int) ([]int, error) {
 func backoff(n int) time.Duration {
 	return min(30*time.Second, time.Duration(1<<min(n, 5))*250*time.Millisecond)
 }
+
+// OpenEndpoint forwards a local port to a ZeroMQ endpoint, tcp://host:port
+// as the ssh server sees it, and returns the tunnel and the local endpoint
+// to dial instead. A wildcard host (a controller listening on every
+// interface) is reached at the server's own loopback.
+func OpenEndpoint(ctx context.Context, opts Options, endpoint string) (*Tunnel, string, error) {
+	rest, ok := strings.CutPrefix(endpoint, "tcp://")
+	host, port, err := net.SplitHostPort(rest)
+	if !ok || err != nil {
+		return nil, "", fmt.Errorf("tunnel: cannot forward to %q: want a tcp://host:port endpoint", endpoint)
+	}
+	if ip := net.ParseIP(host); host == "*" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	remote := net.JoinHostPort(host, port)
+	t, err := Open(ctx, opts, remote)
+	if err != nil {
+		return nil, "", fmt.Errorf("reaching %s through ssh: %w", remote, err)
+	}
+	return t, "tcp://" + t.Local(remote), nil
+}

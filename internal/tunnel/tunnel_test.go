@@ -221,3 +221,29 @@ func TestParseServer(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenEndpoint(t *testing.T) {
+	s := testenv.NeedSSHD(t)
+	remote := echoServer(t)
+	_, port, _ := net.SplitHostPort(remote)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// A wildcard host is the server's loopback.
+	tun, local, err := OpenEndpoint(ctx, options(s, Builtin), "tcp://0.0.0.0:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tun.Close()
+	addr, ok := strings.CutPrefix(local, "tcp://127.0.0.1:")
+	if !ok || addr == port {
+		t.Fatalf("local endpoint %q", local)
+	}
+	if err := roundTrip(strings.TrimPrefix(local, "tcp://")); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"ipc:///tmp/x", "tcp://no-port", "127.0.0.1:5"} {
+		if _, _, err := OpenEndpoint(ctx, options(s, Builtin), bad); err == nil || !strings.Contains(err.Error(), "want a tcp://host:port endpoint") {
+			t.Errorf("OpenEndpoint(%q) = %v", bad, err)
+		}
+	}
+}
