@@ -3,7 +3,6 @@
 package mpi
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ipcluster/ipcluster/internal/testenv"
 )
 
 // The tests run twice: go test starts TestUnderMPIExec, which runs this
@@ -44,20 +45,9 @@ func TestUnderMPIExec(t *testing.T) {
 	}
 	// $IPCLUSTER_TEST_MPIEXEC names the mpiexec of the MPI this binary
 	// links, when it is not the default one (make test-mpich).
-	mpiexec, err := exec.LookPath(cmp.Or(os.Getenv("IPCLUSTER_TEST_MPIEXEC"), "mpiexec"))
-	if err != nil {
-		t.Fatal("mpiexec not found: install Open MPI (apt-get install openmpi-bin libopenmpi-dev)")
-	}
+	mpiexec, args := testenv.MPIExec(t, 4)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	version, _ := exec.CommandContext(ctx, mpiexec, "--version").CombinedOutput()
-	args := []string{"-n", "4"}
-	if !strings.Contains(string(version), "HYDRA") { // Open MPI
-		if os.Getuid() == 0 {
-			args = append(args, "--allow-run-as-root")
-		}
-		args = append(args, "--oversubscribe")
-	}
 	args = append(args, os.Args[0], "-test.run", "^TestRank", "-test.v")
 	cmd := exec.CommandContext(ctx, mpiexec, args...)
 	out, err := cmd.CombinedOutput()

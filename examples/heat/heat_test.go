@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"io/fs"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipcluster/ipcluster/internal/testenv"
 	"github.com/ipcluster/ipcluster/mpi"
 )
 
@@ -493,20 +493,9 @@ func TestUnderMPIExec(t *testing.T) {
 	if mpi.Initialized() {
 		t.Skip("a rank")
 	}
-	mpiexec, err := exec.LookPath(cmp.Or(os.Getenv("IPCLUSTER_TEST_MPIEXEC"), "mpiexec"))
-	if err != nil {
-		t.Fatal("mpiexec not found: install Open MPI (apt-get install openmpi-bin libopenmpi-dev)")
-	}
+	mpiexec, args := testenv.MPIExec(t, ranks)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	version, _ := exec.CommandContext(ctx, mpiexec, "--version").CombinedOutput()
-	args := []string{"-n", "3"}
-	if !strings.Contains(string(version), "HYDRA") { // Open MPI
-		if os.Getuid() == 0 {
-			args = append(args, "--allow-run-as-root")
-		}
-		args = append(args, "--oversubscribe")
-	}
 	args = append(args, os.Args[0], "-test.run", "^TestRank", "-test.v")
 	out, err := exec.CommandContext(ctx, mpiexec, args...).CombinedOutput()
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/ipcluster/ipcluster/client"
 	"github.com/ipcluster/ipcluster/controller"
 	"github.com/ipcluster/ipcluster/engine"
+	"github.com/ipcluster/ipcluster/internal/testenv"
 	"github.com/ipcluster/ipcluster/mpi"
 	"github.com/ipcluster/ipcluster/wire"
 )
@@ -39,21 +39,10 @@ type heatJob struct {
 // the engines of job key, and waits until all four have registered.
 func startHeat(t *testing.T, ctx context.Context, ctrl *controller.Controller, c *client.Client, key string, args ...string) *heatJob {
 	t.Helper()
-	mpiexec, err := exec.LookPath(cmp.Or(os.Getenv("IPCLUSTER_TEST_MPIEXEC"), "mpiexec"))
-	if err != nil {
-		t.Fatal("mpiexec not found: install Open MPI (apt-get install openmpi-bin libopenmpi-dev)")
-	}
+	mpiexec, margs := testenv.MPIExec(t, 4)
 	conn, err := ctrl.EngineInfo().Marshal()
 	if err != nil {
 		t.Fatal(err)
-	}
-	version, _ := exec.CommandContext(ctx, mpiexec, "--version").CombinedOutput()
-	margs := []string{"-n", "4"}
-	if !strings.Contains(string(version), "HYDRA") { // Open MPI
-		if os.Getuid() == 0 {
-			margs = append(margs, "--allow-run-as-root")
-		}
-		margs = append(margs, "--oversubscribe")
 	}
 	h := &heatJob{out: new(strings.Builder), done: make(chan error, 1)}
 	h.cmd = exec.Command(mpiexec, append(margs, os.Args[0])...)

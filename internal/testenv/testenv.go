@@ -4,8 +4,10 @@
 package testenv
 
 import (
+	"cmp"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -44,4 +46,25 @@ func NeedPBS(t testing.TB) {
 		}
 		t.Skip("no qsub here: .ci/slurm up (as root) installs SLURM's PBS commands")
 	}
+}
+
+// MPIExec returns the mpiexec to launch n ranks with, and its arguments up
+// to the program: $IPCLUSTER_TEST_MPIEXEC names one for an MPI other than
+// the default (make test-mpich); Open MPI gets --oversubscribe, and
+// --allow-run-as-root as root. It fails t when there is none.
+func MPIExec(t testing.TB, n int) (path string, args []string) {
+	t.Helper()
+	path, err := exec.LookPath(cmp.Or(os.Getenv("IPCLUSTER_TEST_MPIEXEC"), "mpiexec"))
+	if err != nil {
+		t.Fatal("mpiexec not found: install Open MPI (apt-get install openmpi-bin libopenmpi-dev), as make test does")
+	}
+	args = []string{"-n", strconv.Itoa(n)}
+	version, _ := exec.Command(path, "--version").CombinedOutput()
+	if !strings.Contains(string(version), "HYDRA") { // Open MPI
+		if os.Getuid() == 0 {
+			args = append(args, "--allow-run-as-root")
+		}
+		args = append(args, "--oversubscribe")
+	}
+	return path, args
 }
