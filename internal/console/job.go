@@ -19,7 +19,8 @@ import (
 // pull and execute act at a steering point, on the exposed variables.
 type jobValue struct {
 	viewValue
-	job *client.Job
+	job      *client.Job
+	steering *bool // whether the job's program steers, once known: it does not change
 }
 
 var jobMethods = []string{"call", "checkpoint", "gather", "pause", "resume", "set", "status", "step"}
@@ -154,8 +155,15 @@ func (j *jobValue) Attr(name string) (starlark.Value, error) {
 // steers reports whether the job's program steers; when that cannot be
 // told, the steering call reports the error.
 func (j *jobValue) steers(ctx context.Context) bool {
+	if j.steering != nil {
+		return *j.steering
+	}
 	ok, err := j.job.Steers(ctx)
-	return ok || err != nil
+	if err != nil {
+		return true
+	}
+	j.steering = &ok
+	return ok
 }
 
 // callAttr calls the view's method name with args.
