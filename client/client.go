@@ -101,19 +101,17 @@ type Output struct {
 
 // Client is a connection to a controller.
 type Client struct {
-	opts     Options
-	log      *slog.Logger
-	conn     *wire.ConnectionInfo
-	net      transport.Network
-	ownNet   bool
-	sock     transport.Socket // receives; its routing id is the session id
-	sendSock transport.Socket // sends, through courier
-	courier  *courier.Courier
-	hello    *wire.Message // the Connect request, sent first by loop on sock
-	poller   transport.Poller
-	session  *wire.Session
-	signer   *wire.Signer   // the connection's leader only
-	tunnel   *tunnel.Tunnel // to the controller, if through ssh
+	opts    Options
+	log     *slog.Logger
+	conn    *wire.ConnectionInfo
+	net     transport.Network
+	ownNet  bool
+	sock    transport.Socket // its routing id is the session id; sends go through courier
+	courier *courier.Courier
+	poller  transport.Poller
+	session *wire.Session
+	signer  *wire.Signer   // the connection's leader only
+	tunnel  *tunnel.Tunnel // to the controller, if through ssh
 
 	mu      sync.Mutex
 	pending map[string]waiter // by request id
@@ -169,14 +167,11 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 		}
 		c.net, c.ownNet = n, true
 	}
-	// Two sockets: one receives, and its routing id, the session id, is
-	// how the controller addresses this client; the other sends, from
-	// whichever goroutine calls.
+	// One socket, whose routing id, the session id, is how the controller
+	// addresses this client: the goroutine that leads its poller receives,
+	// and any goroutine that calls sends (through the courier), at once.
 	sec := &transport.ClientSecurity{ServerKey: ci.ControllerKey, Public: ci.Public, Secret: ci.Secret}
 	c.sock, err = c.net.Dial(ci.Endpoint, []byte(c.session.ID()), sec)
-	if err == nil {
-		c.sendSock, err = c.net.Dial(ci.Endpoint, []byte(c.session.ID()+"/send"), sec)
-	}
 	if err == nil {
 		c.poller, err = c.net.NewPoller(c.sock)
 	}
@@ -184,20 +179,20 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 		c.release()
 		return nil, err
 	}
-	c.courier = courier.New(c.sendSock, c.session, wire.NewSigner(ci.SigningKey()), c.poller.Wake, c.log)
+	c.courier = courier.New(c.sock, c.session, wire.NewSigner(ci.SigningKey()), c.poller.Wake, c.log)
 
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
 		defer cancel()
 	}
-	// The Connect request goes on the receiving socket, so that the
-	// controller has that socket's connection before it answers.
-	c.hello = &wire.Message{Header: c.session.Header(wire.Connect)}
-	w := &controlWaiter{id: c.hello.ID, done: make(chan struct{})}
-	c.pending[c.hello.ID] = w
-	c.session.Stamp(&c.hello.Header)
-	if err := c.sock.Send(c.signer.Seal(c.hello)); err != nil {
+	// The Connect request is the first message: the controller learns of
+	// the client from it.
+	hello := &wire.Message{Header: c.session.Header(wire.Connect)}
+	w := &controlWaiter{id: hello.ID, done: make(chan struct{})}
+	c.pending[hello.ID] = w
+	c.session.Stamp(&hello.Header)
+	if err := c.sock.Send(c.signer.Seal(hello)); err != nil {
 		c.release()
 		return nil, fmt.Errorf("client: %w", err)
 	}
@@ -266,10 +261,8 @@ func (c *Client) release() {
 	if c.poller != nil {
 		c.poller.Close()
 	}
-	for _, s := range []transport.Socket{c.sock, c.sendSock} {
-		if s != nil {
-			s.Close()
-		}
+	if c.sock != nil {
+		c.sock.Close()
 	}
 	if c.ownNet && c.net != nil {
 		c.net.Close()

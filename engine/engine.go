@@ -263,39 +263,33 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		}
 		netw, own = n, true
 	}
-	// Two sockets: one receives (its routing id is the session id, which
-	// is how the controller addresses the engine) and registers; the other
-	// sends everything else, from whichever goroutine has something to say.
+	// One socket, whose routing id is the session id: the goroutine that
+	// leads its poller receives, and any goroutine sends (through the
+	// courier), at once.
 	session := wire.NewSession()
 	sec := &transport.ClientSecurity{ServerKey: ci.ControllerKey, Public: ci.Public, Secret: ci.Secret}
-	var socks []transport.Socket
 	release := func() {
-		for _, s := range socks {
-			s.Close()
-		}
 		if own {
 			netw.Close()
 		}
 	}
-	for _, id := range []string{session.ID(), session.ID() + "/send"} {
-		s, err := netw.Dial(ci.Endpoint, []byte(id), sec)
-		if err != nil {
-			release()
-			return err
-		}
-		socks = append(socks, s)
+	sock, err := netw.Dial(ci.Endpoint, []byte(session.ID()), sec)
+	if err != nil {
+		release()
+		return err
 	}
-	sock := socks[0]
 	poller, err := netw.NewPoller(sock)
 	if err != nil {
+		sock.Close()
 		release()
 		return err
 	}
 	defer func() {
 		poller.Close()
+		sock.Close()
 		release()
 	}()
-	e.courier = courier.New(socks[1], session, wire.NewSigner(ci.SigningKey()), poller.Wake, e.log)
+	e.courier = courier.New(sock, session, wire.NewSigner(ci.SigningKey()), poller.Wake, e.log)
 	e.post = e.courier.Send
 	if e.opts.CaptureOutput {
 		if e.cap, err = startCapture(e.emitOutput); err != nil {

@@ -258,7 +258,7 @@ func TestNamespace(t *testing.T) {
 }
 
 // engineConnection returns a well-formed engine credential for endpoint.
-func engineConnection(t *testing.T, endpoint string) *wire.ConnectionInfo {
+func engineConnection(t testing.TB, endpoint string) *wire.ConnectionInfo {
 	t.Helper()
 	server, err := wire.NewKeyPair()
 	if err != nil {
@@ -413,7 +413,7 @@ type fakeController struct {
 	session *wire.Session
 }
 
-func newFakeController(t *testing.T) *fakeController {
+func newFakeController(t testing.TB) *fakeController {
 	t.Helper()
 	f := &fakeController{net: memnet.New(), session: wire.NewSession()}
 	var ep string
@@ -436,7 +436,7 @@ func newFakeController(t *testing.T) *fakeController {
 
 // next returns the next message from the engine of one of the types,
 // skipping others (heartbeats), and the engine's routing id.
-func (f *fakeController) next(t *testing.T, types ...wire.Type) ([]byte, *wire.Message) {
+func (f *fakeController) next(t testing.TB, types ...wire.Type) ([]byte, *wire.Message) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -465,7 +465,7 @@ func (f *fakeController) next(t *testing.T, types ...wire.Type) ([]byte, *wire.M
 	return nil, nil
 }
 
-func (f *fakeController) send(t *testing.T, rid []byte, m *wire.Message) string {
+func (f *fakeController) send(t testing.TB, rid []byte, m *wire.Message) string {
 	t.Helper()
 	f.session.Stamp(&m.Header)
 	m.ID = f.session.NewID()
@@ -476,7 +476,7 @@ func (f *fakeController) send(t *testing.T, rid []byte, m *wire.Message) string 
 }
 
 // register answers the engine's registration.
-func (f *fakeController) register(t *testing.T, id int) []byte {
+func (f *fakeController) register(t testing.TB, id int) []byte {
 	t.Helper()
 	rid, reg := f.next(t, wire.Register)
 	var info wire.EngineInfo
@@ -491,7 +491,7 @@ func (f *fakeController) register(t *testing.T, id int) []byte {
 	return rid
 }
 
-func (f *fakeController) apply(t *testing.T, rid []byte, fn string, args ...any) string {
+func (f *fakeController) apply(t testing.TB, rid []byte, fn string, args ...any) string {
 	t.Helper()
 	content, bufs, err := wire.EncodeApply(fn, args)
 	if err != nil {
@@ -502,7 +502,7 @@ func (f *fakeController) apply(t *testing.T, rid []byte, fn string, args ...any)
 
 // reply returns the engine's reply to task id: its error type ("" for
 // success) and its decoded result or error message.
-func (f *fakeController) reply(t *testing.T, id string) (string, any) {
+func (f *fakeController) reply(t testing.TB, id string) (string, any) {
 	t.Helper()
 	_, m := f.next(t, wire.TaskReply)
 	if m.Parent != id {
@@ -541,7 +541,7 @@ type running struct {
 	over bool
 }
 
-func startEngine(t *testing.T, f *fakeController, opts engine.Options) *running {
+func startEngine(t testing.TB, f *fakeController, opts engine.Options) *running {
 	t.Helper()
 	opts.Connection, opts.Network = f.ci, f.net
 	e, err := engine.New(opts)
@@ -559,7 +559,7 @@ func startEngine(t *testing.T, f *fakeController, opts engine.Options) *running 
 }
 
 // wait returns what Run returned.
-func (r *running) wait(t *testing.T) error {
+func (r *running) wait(t testing.TB) error {
 	t.Helper()
 	if !r.over {
 		select {
@@ -771,5 +771,19 @@ func TestStartClose(t *testing.T) {
 	}
 	if err := plain.Close(); err == nil {
 		t.Error("Close of an engine not made by Start succeeded")
+	}
+}
+
+// BenchmarkEcho1KB is one engine's share of a 1 KB apply: the request in,
+// echo called, the reply out, over the in-memory network (workload 7 of
+// the bench, per engine).
+func BenchmarkEcho1KB(b *testing.B) {
+	f := newFakeController(b)
+	startEngine(b, f, engine.Options{})
+	rid := f.register(b, 0)
+	payload := make([]byte, 1024)
+	b.ReportAllocs()
+	for b.Loop() {
+		f.reply(b, f.apply(b, rid, "echo", payload))
 	}
 }

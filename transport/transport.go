@@ -5,9 +5,10 @@
 //
 // The model is ZeroMQ's: a controller binds Router sockets, each peer
 // connects one Dealer. Messages are multipart (a list of frames) and
-// delivered whole and in order per peer. A socket belongs to one goroutine,
-// which waits for input on all its sockets at once with a Poller; other
-// goroutines hand it work through their own queues and call Poller.Wake.
+// delivered whole and in order per peer. Any goroutine may send on a
+// socket, at once, with no hand-over; receiving is for the goroutine that
+// leads the socket's Poller, which waits for input on all its sockets at
+// once (other goroutines wake it with Poller.Wake).
 package transport
 
 import (
@@ -15,7 +16,10 @@ import (
 	"time"
 )
 
-// Socket is one end of a message connection, used by a single goroutine.
+// Socket is one end of a message connection. Send may be called from any
+// goroutine, also while another receives or waits; Recv is for the leader
+// of the socket's Poller (or the socket's only user), and Close for when
+// nobody else uses the socket any more.
 //
 // On a Router socket, Recv returns the sending peer's routing id as the
 // first frame, and Send takes the destination peer's routing id as the
@@ -99,7 +103,8 @@ type Network interface {
 	// id. Connection happens in the background, and is retried until the
 	// socket is closed; messages sent meanwhile are queued.
 	Dial(endpoint string, id []byte, sec *ClientSecurity) (Socket, error)
-	// NewPoller returns a poller over socks.
+	// NewPoller returns a poller over socks. A socket is watched by one
+	// open poller at most.
 	NewPoller(socks ...Socket) (Poller, error)
 	// Close releases the network once all its sockets and pollers are closed.
 	Close() error

@@ -38,7 +38,7 @@ func encode(m *Message, chunk, inline, reserve int) (head []byte, frames [][]byt
 		total += len(b)
 	}
 	if len(m.Buffers) > 0 && total <= inline {
-		head = make([]byte, reserve, reserve+96+len(m.Content)+total+5*len(m.Buffers))
+		head = make([]byte, reserve, reserve+envelopeBound(m, 0, 0, len(m.Buffers), total))
 		return appendEnvelope(head, m, nil, nil, true), nil
 	}
 	var digests [][DigestSize]byte
@@ -59,7 +59,7 @@ func encode(m *Message, chunk, inline, reserve int) (head []byte, frames [][]byt
 		}
 		frames = make([][]byte, 0, n)
 	}
-	head = make([]byte, reserve, reserve+96+len(m.Content)+len(digests)*(DigestSize+2)+len(counts)*3)
+	head = make([]byte, reserve, reserve+envelopeBound(m, len(digests), len(counts), 0, 0))
 	head = appendEnvelope(head, m, digests, counts, false)
 	for _, b := range m.Buffers {
 		if len(b) <= chunk {

@@ -177,6 +177,24 @@ const (
 	keyContent   = "c"
 )
 
+// envelopeBound is at least the length of the envelope appendEnvelope
+// writes for m with the given numbers of digests and frame counts, or of
+// inline buffers totalling inlineBytes, so that encoding allocates once.
+func envelopeBound(m *Message, digests, counts, inline, inlineBytes int) int {
+	const (
+		keys    = 20 * 5 // every key, with its string header, has room
+		numbers = 9 * 9  // every integer field at its widest
+		strHead = 5      // the widest string or binary header
+	)
+	h := &m.Header
+	n := 1 + keys + numbers + 5*strHead + len(h.ID) + len(h.Type) + len(h.Session) + len(h.Parent) + len(h.Status)
+	n += strHead + 9*len(h.Targets)
+	n += strHead + digests*(strHead+DigestSize)
+	n += strHead + counts*9
+	n += strHead + inline*strHead + inlineBytes
+	return n + len(m.Content)
+}
+
 // appendEnvelope writes the envelope of m: with its buffers themselves
 // if inline, else with the digests of its buffers and, if any buffer
 // spans several frames, each buffer's frame count.

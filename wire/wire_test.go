@@ -107,6 +107,45 @@ func TestInlineThreshold(t *testing.T) {
 	}
 }
 
+// Encoding a message allocates its envelope once: envelopeBound is never
+// short, whatever the header holds (the engine's reply to a 1 KB apply
+// once grew its envelope twice, tripling its garbage).
+func TestEnvelopeBound(t *testing.T) {
+	long := strings.Repeat("x", 300)
+	full := Header{ID: long, Type: TaskReply, Session: long, Parent: long, Seq: math.MaxUint64, Time: math.MinInt64,
+		Targets: []int{math.MinInt, math.MaxInt, 0}, Balanced: true, Retries: math.MaxInt32, Timeout: time.Duration(math.MaxInt64),
+		Engine: math.MaxInt, Status: StatusError, Started: math.MaxInt64, Completed: math.MinInt64}
+	for _, tc := range []struct {
+		name string
+		m    *Message
+	}{
+		{"empty", &Message{Header: Header{Engine: NoEngine}}},
+		{"sample", sampleMessage()},
+		{"full header", &Message{Header: full, Content: make([]byte, 5000), Buffers: [][]byte{make([]byte, 1024), nil, make([]byte, 7)}}},
+	} {
+		bufs, total := tc.m.Buffers, 0
+		for _, b := range bufs {
+			total += len(b)
+		}
+		inline := len(appendEnvelope(nil, tc.m, nil, nil, true))
+		if bound := envelopeBound(tc.m, 0, 0, len(bufs), total); inline > bound {
+			t.Errorf("%s with inline buffers: envelope of %d bytes, bound %d", tc.name, inline, bound)
+		}
+		counts := make([]int, len(bufs))
+		for i := range counts {
+			counts[i] = math.MaxInt
+		}
+		listed := len(appendEnvelope(nil, tc.m, make([][DigestSize]byte, len(bufs)), counts, false))
+		if bound := envelopeBound(tc.m, len(bufs), len(counts), 0, 0); listed > bound {
+			t.Errorf("%s with listed buffers: envelope of %d bytes, bound %d", tc.name, listed, bound)
+		}
+	}
+	reply := &Message{Header: full, Buffers: [][]byte{make([]byte, 1024)}}
+	if n := testing.AllocsPerRun(100, func() { encode(reply, ChunkSize, InlineSize, SignatureSize) }); n != 1 {
+		t.Errorf("encoding a 1 KB reply made %v allocations, want 1", n)
+	}
+}
+
 func TestOpenRefuses(t *testing.T) {
 	s := NewSigner(testKey)
 	seal := func(edit func(*Message)) [][]byte {

@@ -1,12 +1,12 @@
-// Package courier sends a peer's messages to the controller on a socket
-// of their own, from any goroutine: at once when the line has been idle,
-// so that a lone request costs no hand-over to another goroutine, and in
-// batches when messages come faster than they leave, so that a burst
-// costs one wake-up and one signature for many messages.
+// Package courier sends a peer's messages to the controller, from any
+// goroutine: at once when the line has been idle, so that a lone request
+// costs no hand-over to another goroutine, and in batches when messages
+// come faster than they leave, so that a burst costs one wake-up and one
+// signature for many messages.
 //
-// The peer's receiving socket stays with its I/O goroutine; the courier's
-// socket only sends. ZeroMQ sockets may be used from several goroutines
-// one at a time; the courier's mutex sees to that.
+// It sends on the peer's one socket, which any goroutine may send on
+// while the leader of its poller receives (see transport.Socket); the
+// courier's mutex keeps the peer's messages in sequence-number order.
 package courier
 
 import (

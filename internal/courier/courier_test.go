@@ -26,7 +26,7 @@ func setup(t *testing.T) (*Courier, *atomic.Int32, func() [][]*wire.Message) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := n.Dial(ep, []byte("peer/send"), nil)
+	d, err := n.Dial(ep, []byte("peer"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -359,10 +359,20 @@ func (n *Network) NewPoller(socks ...transport.Socket) (transport.Poller, error)
 		default:
 			return nil, fmt.Errorf("memnet: cannot poll a %T", s)
 		}
+		p.inboxes = append(p.inboxes, q)
+	}
+	for _, q := range p.inboxes {
+		q.mu.Lock()
+		watched := q.poller != nil
+		q.mu.Unlock()
+		if watched {
+			return nil, fmt.Errorf("memnet: poller: a socket is already watched by another poller")
+		}
+	}
+	for _, q := range p.inboxes {
 		q.mu.Lock()
 		q.poller = p
 		q.mu.Unlock()
-		p.inboxes = append(p.inboxes, q)
 	}
 	return p, nil
 }

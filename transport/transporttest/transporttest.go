@@ -39,6 +39,8 @@ func Run(t *testing.T, s Setup) {
 	t.Run("Turns", func(t *testing.T) { testTurns(t, s) })
 	t.Run("TurnsStress", func(t *testing.T) { testTurnsStress(t, s) })
 	t.Run("SendWhileReceiving", func(t *testing.T) { testSendWhileReceiving(t, s) })
+	t.Run("SendWhileWaiting", func(t *testing.T) { testSendWhileWaiting(t, s) })
+	t.Run("OnePoller", func(t *testing.T) { testOnePoller(t, s) })
 }
 
 // recvWait polls one socket until a message arrives or a generous deadline
@@ -427,8 +429,9 @@ func testTurns(t *testing.T, s Setup) {
 	if p.TryLead() {
 		t.Fatal("TryLead succeeded while the follower led")
 	}
-	if m := recvWait(t, n, d); string(m[0]) != "two" {
-		t.Fatalf("follower's Recv = %q", m)
+	recvWaitReady(t, p, d)
+	if m, err := d.Recv(); err != nil || string(m[0]) != "two" {
+		t.Fatalf("follower's Recv = %q, %v", m, err)
 	}
 	// Input that came while the leader led, and that it left, is a
 	// follower's once it lets go.
@@ -480,7 +483,7 @@ func recvWaitReady(t *testing.T, p transport.Poller, d transport.Socket) {
 // follows. A message left unseen stalls the exchange for good.
 func testTurnsStress(t *testing.T, s Setup) {
 	n := s.New(t)
-	r, ep, d := connected(t, s, n)
+	r, _, d := connected(t, s, n)
 	p, err := n.NewPoller(d)
 	if err != nil {
 		t.Fatal(err)
@@ -488,13 +491,6 @@ func testTurnsStress(t *testing.T, s Setup) {
 	const total = 2000
 	var wg sync.WaitGroup
 	var handled atomic.Int64
-	// Answers go on a socket of their own, as an engine's do: the
-	// receiving one belongs to the leader.
-	out, err := n.Dial(ep, []byte("d/send"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var omu sync.Mutex // both goroutines answer
 	serve := func() {
 		defer wg.Done()
 		for {
@@ -522,9 +518,9 @@ func testTurnsStress(t *testing.T, s Setup) {
 				}
 				p.Unlead()
 				handled.Add(1) // before the echo: the last one ends the test
-				omu.Lock()
-				out.Send(m)
-				omu.Unlock()
+				// Answer without the lead, as an engine does: the other
+				// goroutine may be waiting meanwhile, or nobody.
+				d.Send(m)
 				break
 			}
 		}
@@ -559,7 +555,7 @@ func testTurnsStress(t *testing.T, s Setup) {
 	p.Close()
 	wg.Wait()
 	rp.Close()
-	closeAll(t, n, out, d, r)
+	closeAll(t, n, d, r)
 }
 
 // testSendWhileReceiving has a router answer each message while the next
@@ -614,4 +610,113 @@ func testSendWhileReceiving(t *testing.T, s Setup) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// testSendWhileWaiting has goroutines send on a dealer while its leader
+// waits for the router's answers, as a client's callers submit while one
+// of them waits for its reply: a send may take the signal of an answer
+// that came meanwhile, and the waiting leader must still see it.
+func testSendWhileWaiting(t *testing.T, s Setup) {
+	n := s.New(t)
+	r, _, d := connected(t, s, n)
+	p, err := n.NewPoller(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp, err := n.NewPoller(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const senders, each = 4, 500
+	var wg sync.WaitGroup
+	for g := range senders {
+		wg.Go(func() {
+			for i := range each {
+				if err := d.Send([][]byte{fmt.Appendf(nil, "%d.%d", g, i)}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	// The router answers everything, from a goroutine of its own.
+	stop := make(chan struct{})
+	echoed := make(chan error, 1)
+	go func() {
+		for {
+			m, err := r.Recv()
+			if errors.Is(err, transport.ErrAgain) {
+				select {
+				case <-stop:
+					echoed <- nil
+					return
+				default:
+				}
+				if _, err := rp.Wait(100 * time.Millisecond); err != nil {
+					echoed <- err
+					return
+				}
+				continue
+			}
+			if err == nil {
+				err = r.Send(m)
+			}
+			if err != nil {
+				echoed <- err
+				return
+			}
+		}
+	}()
+	if !p.TryLead() {
+		t.Fatal("TryLead of a new poller failed")
+	}
+	progress := time.Now()
+	for got := 0; got < senders*each; {
+		_, err := d.Recv()
+		if err == nil {
+			got++
+			progress = time.Now()
+			continue
+		}
+		if !errors.Is(err, transport.ErrAgain) {
+			t.Fatal(err)
+		}
+		if time.Since(progress) > 10*time.Second {
+			t.Fatalf("after %d of %d answers, Wait saw no more within 10 s", got, senders*each)
+		}
+		if _, err := p.Wait(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	close(stop)
+	rp.Wake()
+	if err := await(t, echoed, "the router's goroutine"); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	rp.Close()
+	closeAll(t, n, d, r)
+}
+
+// testOnePoller checks that a socket is watched by one open poller at a
+// time: its sends tell that poller, and no other, that an edge may be gone.
+func testOnePoller(t *testing.T, s Setup) {
+	n := s.New(t)
+	r, _, d := connected(t, s, n)
+	p, err := n.NewPoller(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q, err := n.NewPoller(r, d); err == nil {
+		q.Close()
+		t.Fatal("a second poller over a watched socket was made")
+	}
+	p.Close()
+	q, err := n.NewPoller(d)
+	if err != nil {
+		t.Fatalf("a poller over a socket whose poller was closed: %v", err)
+	}
+	q.Close()
+	closeAll(t, n, d, r)
 }

@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	zmq "github.com/pebbe/zmq4"
-
 	"github.com/ipcluster/ipcluster/transport"
 )
 
@@ -39,8 +37,11 @@ import (
 // epoll_ctl each, a fraction of the thread wake-up a hand-over would cost.
 //
 // ZMQ_FD is edge-triggered and says only "look again": the truth is
-// ZMQ_EVENTS, which Wait reads for every socket before it waits and after
-// every wake-up, so no message is missed however the edges fall.
+// ZMQ_EVENTS, which Wait reads for every socket before it waits (unless
+// the socket is drained) and after every wake-up, so no message is missed
+// however the edges fall. A send by a goroutine that does not lead may
+// take an edge while the leader waits, or while nobody leads: the sender
+// then looks itself (sent).
 
 // newPoller returns a poller over socks. n.mu is held.
 func (n *Network) newPoller(socks []*socket) (*poller, error) {
@@ -65,6 +66,9 @@ func (n *Network) newPoller(socks []*socket) (*poller, error) {
 			&syscall.EpollEvent{Events: syscall.EPOLLIN | epollET, Fd: int32(fd)})
 	}
 	for _, s := range socks {
+		if s.poller.Load() != nil {
+			return fail("socket", errors.New("already watched by another poller"))
+		}
 		fd, err := s.s.GetFd()
 		if err != nil {
 			return fail("socket descriptor", err)
@@ -81,6 +85,9 @@ func (n *Network) newPoller(socks []*socket) (*poller, error) {
 		syscall.Close(epfd)
 		syscall.Close(p.wakeFD)
 		return nil, err
+	}
+	for _, s := range socks {
+		s.poller.Store(p)
 	}
 	n.pollers.Add(1)
 	return p, nil
@@ -149,18 +156,21 @@ type poller struct {
 	followFn   func(fd uintptr) bool
 	followEv   [1]syscall.EpollEvent // used under followFile's read lock
 	lmu        sync.Mutex
-	leading    bool // under lmu
-	armed      bool // follow may fire; under lmu
-	lclosed    bool // under lmu
+	leading    atomic.Bool // written under lmu
+	waiting    atomic.Bool // the leader is in Wait
+	armed      bool        // follow may fire; under lmu
+	lclosed    bool        // under lmu
+
+	beforeBlock func() // for tests: runs when Wait has looked and is about to block
 }
 
 func (p *poller) TryLead() bool {
 	p.lmu.Lock()
 	defer p.lmu.Unlock()
-	if p.leading {
+	if p.leading.Load() {
 		return false
 	}
-	p.leading = true
+	p.leading.Store(true)
 	if p.armed {
 		p.arm(false)
 	}
@@ -168,21 +178,24 @@ func (p *poller) TryLead() bool {
 }
 
 func (p *poller) Unlead() {
+	p.lmu.Lock()
+	p.leading.Store(false)
+	p.arm(true)
+	p.lmu.Unlock()
 	// Ring again for what the leader has not seen: a message waiting (its
 	// edge came while the leader still looked), or a Wake that no Wait has
 	// answered. A drained socket needs no look: a message makes an edge.
+	// Looking after letting go, not before, closes a gap: a send by another
+	// goroutine meanwhile either comes before this look, which then sees
+	// what the send hid, or finds nobody leading and looks itself.
 	ring := p.pending.Load()
 	for _, s := range p.socks {
-		if !s.r.drained {
+		if !s.drained.Load() {
 			if in, _ := s.input(); in {
 				ring = true
 			}
 		}
 	}
-	p.lmu.Lock()
-	p.leading = false
-	p.arm(true)
-	p.lmu.Unlock()
 	if ring {
 		p.ring()
 	}
@@ -194,8 +207,9 @@ func (p *poller) Follow() error {
 			return fmt.Errorf("zmqnet: follow: %w", transport.ErrClosed)
 		}
 		p.lmu.Lock()
-		if !p.leading {
-			p.leading, p.armed = true, false // the one-shot has fired
+		if !p.leading.Load() {
+			p.leading.Store(true)
+			p.armed = false // the one-shot has fired
 			p.lmu.Unlock()
 			// Take the edges that woke this follower, or the next Unlead
 			// would fire at once for them again; the leader's Wait then
@@ -204,7 +218,7 @@ func (p *poller) Follow() error {
 				p.drainWake(n)
 			}
 			for _, s := range p.socks {
-				s.r.drained = false
+				s.drained.Store(false)
 			}
 			return nil
 		}
@@ -212,13 +226,20 @@ func (p *poller) Follow() error {
 	}
 }
 
-// input reports whether s has a message waiting, by ZMQ_EVENTS.
-func (s *socket) input() (bool, error) {
-	ev, err := s.s.GetEvents()
-	if err != nil {
-		return false, err
+// sent is told of each send on one of the poller's sockets, which may have
+// taken the edge of a message that came meanwhile. A leader that is not
+// waiting looks before it waits (the send left the socket not drained):
+// either it sent, or it will see. Otherwise nobody would look, so the
+// sender does, and rings if a message waits. The flags are read after
+// the send cleared drained, and Wait sets waiting before it reads drained:
+// of any send and wait, one sees the other.
+func (p *poller) sent(s *socket) {
+	if p.leading.Load() && !p.waiting.Load() {
+		return
 	}
-	return ev&zmq.POLLIN != 0, nil
+	if in, _ := s.input(); in {
+		p.ring()
+	}
 }
 
 // arm lets input wake a follower, or stops it. p.lmu is held.
@@ -235,6 +256,8 @@ func (p *poller) arm(on bool) {
 }
 
 func (p *poller) Wait(timeout time.Duration) ([]bool, error) {
+	p.waiting.Store(true)
+	defer p.waiting.Store(false)
 	var deadline time.Time
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
@@ -245,12 +268,11 @@ func (p *poller) Wait(timeout time.Duration) ([]bool, error) {
 			// A drained socket has no message without a new edge, which
 			// the wait below would see: asking libzmq first (a poll and a
 			// getpid each time) is only needed once the wait returns.
-			if first && s.r.drained {
+			if first && s.drained.Load() {
 				p.ready[i] = false
 				continue
 			}
-			s.r.drained = false // the wait may have taken its edge
-			in, err := s.input()
+			in, err := s.input() // the wait may have taken its edge: ask
 			if err != nil {
 				return nil, fmt.Errorf("zmqnet: poll: %w", err)
 			}
@@ -265,6 +287,9 @@ func (p *poller) Wait(timeout time.Duration) ([]bool, error) {
 		}
 		if timeout > 0 && !time.Now().Before(deadline) {
 			return p.ready, nil
+		}
+		if p.beforeBlock != nil {
+			p.beforeBlock()
 		}
 		if p.net.pollers.Load() <= p.net.blocking {
 			if err := p.block(deadline); err != nil {
@@ -381,6 +406,9 @@ func (p *poller) Close() error {
 	p.closed = true
 	syscall.Close(p.wakeFD)
 	p.wmu.Unlock()
+	for _, s := range p.socks {
+		s.poller.CompareAndSwap(p, nil)
+	}
 	p.net.pollers.Add(-1)
 	if p.file == nil {
 		return syscall.Close(p.epfd)

@@ -2,10 +2,18 @@
 
 package zmqnet
 
+/*
+#cgo !windows pkg-config: libzmq
+#include <zmq.h>
+*/
+import "C"
+
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -13,11 +21,32 @@ import (
 	"github.com/ipcluster/ipcluster/transport"
 )
 
-// newPoller returns a poller built on zmq_poll, which blocks the calling
-// goroutine's thread in libzmq. Its wake-up pipe is an inproc PAIR of
-// sockets: Wake sends a byte (once until the next Wait) under a mutex, and
-// Wait polls the receiving end with the sockets. n.mu is held.
+// This poller waits in zmq_poll, which blocks the calling goroutine's
+// thread in libzmq, on each socket's ZMQ_FD (not on the sockets
+// themselves: zmq_poll would then use them, while other goroutines may be
+// sending) and on the receiving end of a wake-up pipe, an inproc PAIR of
+// sockets: Wake sends a byte (once until the next Wait) under a mutex.
+// ZMQ_FD is readable while the socket has commands that libzmq has not
+// processed; asking ZMQ_EVENTS processes them, and tells the truth.
+//
+// Here a follower takes the lead as soon as nobody holds it, and waits
+// for input as the leader: goroutines take turns correctly, without the
+// saving the Linux poller brings.
+
+// newPoller returns a poller over socks. n.mu is held.
 func (n *Network) newPoller(socks []*socket) (*poller, error) {
+	items := make([]C.zmq_pollitem_t, len(socks)+1)
+	for i, s := range socks {
+		if s.poller.Load() != nil {
+			return nil, errors.New("zmqnet: poller: socket already watched by another poller")
+		}
+		fd, err := s.s.GetFd()
+		if err != nil {
+			return nil, fmt.Errorf("zmqnet: poller: socket descriptor: %w", err)
+		}
+		items[i].fd = C.int(fd)
+		items[i].events = C.ZMQ_POLLIN
+	}
 	n.pipes++
 	addr := fmt.Sprintf("inproc://ipcluster-wake-%d", n.pipes)
 	r, err := n.ctx.NewSocket(zmq.PAIR)
@@ -42,55 +71,53 @@ func (n *Network) newPoller(socks []*socket) (*poller, error) {
 		w.Close()
 		return nil, err
 	}
-	p := &poller{zp: zmq.NewPoller(), n: len(socks), wakeR: r, wakeW: w}
+	items[len(socks)].socket = rawSocket(r)
+	items[len(socks)].events = C.ZMQ_POLLIN
+	p := &poller{socks: socks, items: items, ready: make([]bool, len(socks)), wakeR: r, wakeW: w}
 	p.lcond = sync.NewCond(&p.lmu)
 	for _, s := range socks {
-		p.zp.Add(s.s, zmq.POLLIN)
+		s.poller.Store(p)
 	}
-	p.zp.Add(r, zmq.POLLIN)
 	return p, nil
 }
-
-// Here a follower takes the lead as soon as nobody holds it, and waits
-// for input as the leader: goroutines take turns correctly, without the
-// saving the Linux poller brings.
 
 func (p *poller) TryLead() bool {
 	p.lmu.Lock()
 	defer p.lmu.Unlock()
-	if p.leading {
+	if p.leading.Load() {
 		return false
 	}
-	p.leading = true
+	p.leading.Store(true)
 	return true
 }
 
 func (p *poller) Unlead() {
 	p.lmu.Lock()
-	p.leading = false
+	p.leading.Store(false)
 	p.lmu.Unlock()
 	p.lcond.Broadcast()
 }
 
 func (p *poller) Follow() error {
 	p.lmu.Lock()
-	for p.leading && !p.lclosed {
+	for p.leading.Load() && !p.lclosed {
 		p.lcond.Wait()
 	}
 	if p.lclosed {
 		p.lmu.Unlock()
 		return fmt.Errorf("zmqnet: follow: %w", transport.ErrClosed)
 	}
-	p.leading = true
+	p.leading.Store(true)
 	p.lmu.Unlock()
 	_, err := p.Wait(-1)
 	return err
 }
 
 type poller struct {
-	zp      *zmq.Poller
-	n       int
-	wakeR   *zmq.Socket
+	socks   []*socket
+	items   []C.zmq_pollitem_t // the sockets' descriptors, then wakeR
+	ready   []bool
+	wakeR   *zmq.Socket // used by the leader only
 	wmu     sync.Mutex
 	wakeW   *zmq.Socket
 	pending atomic.Bool
@@ -98,43 +125,79 @@ type poller struct {
 
 	lmu     sync.Mutex
 	lcond   *sync.Cond
-	leading bool // under lmu
-	lclosed bool // under lmu
+	leading atomic.Bool // written under lmu
+	waiting atomic.Bool // the leader is in Wait
+	lclosed bool        // under lmu
+}
+
+// sent is told of each send on one of the poller's sockets: see the Linux
+// poller's. A follower here leads at once, so nobody leading is brief.
+func (p *poller) sent(s *socket) {
+	if p.leading.Load() && !p.waiting.Load() {
+		return
+	}
+	if in, _ := s.input(); in {
+		p.ring()
+	}
 }
 
 func (p *poller) Wait(timeout time.Duration) ([]bool, error) {
-	if timeout > 0 && timeout < time.Millisecond {
-		timeout = time.Millisecond // zmq_poll counts whole milliseconds
+	p.waiting.Store(true)
+	defer p.waiting.Store(false)
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
 	}
-	polled, err := p.zp.PollAll(timeout)
-	if err != nil {
-		return nil, fmt.Errorf("zmqnet: poll: %w", err)
-	}
-	ready := make([]bool, p.n)
-	for i := range p.n {
-		ready[i] = polled[i].Events&zmq.POLLIN != 0
-	}
-	if polled[p.n].Events&zmq.POLLIN != 0 {
-		// Drain first, then clear. Clearing first would lose a wake-up: a
-		// Wake between the two would send a byte that the drain swallows,
-		// leaving the flag set and the pipe empty, so no later Wake would
-		// ring. A Wake that finds the flag still set here needs no byte:
-		// its caller's work is seen by what this Wait's caller does next,
-		// and the Swap (a read) orders that work before it.
-		for {
-			if _, err := p.wakeR.RecvBytes(zmq.DONTWAIT); err != nil {
-				break
+	for first := true; ; first = false {
+		any := false
+		for i, s := range p.socks {
+			if first && s.drained.Load() {
+				p.ready[i] = false
+				continue
+			}
+			in, err := s.input()
+			if err != nil {
+				return nil, fmt.Errorf("zmqnet: poll: %w", err)
+			}
+			p.ready[i] = in
+			any = any || in
+		}
+		if p.pending.Swap(false) || any || timeout == 0 {
+			return p.ready, nil
+		}
+		ms := C.long(-1)
+		if timeout > 0 {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return p.ready, nil
+			}
+			ms = C.long(max(1, (left+time.Millisecond-1)/time.Millisecond)) // whole milliseconds, rounded up
+		}
+		if rc, err := C.zmq_poll(&p.items[0], C.int(len(p.items)), ms); rc < 0 && err != syscall.EINTR {
+			return nil, fmt.Errorf("zmqnet: poll: %w", err)
+		}
+		if p.items[len(p.socks)].revents&C.ZMQ_POLLIN != 0 {
+			// Drain only: the pending flag, read above, says whether Wake
+			// was called, and a byte may be left from a Wake already
+			// answered.
+			for {
+				if _, err := p.wakeR.RecvBytes(zmq.DONTWAIT); err != nil {
+					break
+				}
 			}
 		}
-		p.pending.Swap(false)
 	}
-	return ready, nil
 }
 
 func (p *poller) Wake() {
 	if p.pending.Swap(true) {
 		return // a wake-up is already on its way
 	}
+	p.ring()
+}
+
+// ring sends a byte down the wake-up pipe.
+func (p *poller) ring() {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	if !p.closed {
@@ -147,7 +210,14 @@ func (p *poller) Close() error {
 	p.lclosed = true
 	p.lmu.Unlock()
 	p.lcond.Broadcast()
+	for _, s := range p.socks {
+		s.poller.CompareAndSwap(p, nil)
+	}
 	p.wmu.Lock()
+	if p.closed {
+		p.wmu.Unlock()
+		return nil
+	}
 	p.closed = true
 	p.wakeW.Close()
 	p.wmu.Unlock()

@@ -104,11 +104,6 @@ type receiver struct {
 	raw   unsafe.Pointer
 	mp    *C.mp_t
 	sizes []C.size_t
-	// drained is set when a receive found nothing, and cleared by
-	// anything that may take an edge of the socket's ZMQ_FD unseen (a
-	// message, a send, a wait): while it is set, a message comes with a
-	// new edge.
-	drained bool
 }
 
 func newReceiver(s *zmq.Socket) *receiver {
@@ -125,12 +120,10 @@ func (r *receiver) recv() ([][]byte, error) {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			r.drained = true
 			return nil, transport.ErrAgain
 		}
 		return nil, fmt.Errorf("zmqnet: recv: %w", err)
 	}
-	r.drained = false
 	n, total := int(r.mp.n), int(r.mp.total)
 	if cap(r.sizes) < n {
 		r.sizes = make([]C.size_t, n)

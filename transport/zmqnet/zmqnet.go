@@ -155,7 +155,7 @@ func (n *Network) Bind(endpoint string, sec *transport.ServerSecurity) (transpor
 	if err != nil {
 		return fail("endpoint", err)
 	}
-	return &socket{s: s, r: newReceiver(s)}, bound, nil
+	return newSocket(s), bound, nil
 }
 
 // Dial implements transport.Network.
@@ -201,7 +201,7 @@ func (n *Network) Dial(endpoint string, id []byte, sec *transport.ClientSecurity
 	if err := s.Connect(endpoint); err != nil {
 		return fail("connect", err)
 	}
-	return &socket{s: s, r: newReceiver(s)}, nil
+	return newSocket(s), nil
 }
 
 // commonOptions applies what every socket gets.
@@ -270,20 +270,47 @@ func (n *Network) Close() error {
 	return err
 }
 
+// socket is a ZeroMQ socket that any goroutine may send on. libzmq lets
+// a socket move between threads but not be used by two at once: mu
+// serialises every call into it. A send may take the edge of a message
+// that came meanwhile (see drained), so each send tells the socket's
+// poller, which makes sure that somebody looks (poller.sent).
 type socket struct {
+	mu     sync.Mutex
 	s      *zmq.Socket
 	r      *receiver
-	closed bool
+	closed bool // under mu
+
+	// drained is set, under mu, when libzmq had no message for the socket
+	// and no command left to process: a message then comes with a new
+	// edge of ZMQ_FD. Anything that may take an edge unseen (a send, a
+	// wait) clears it. A poller skips asking libzmq about a drained socket
+	// before it waits (a poll and a getpid each time).
+	drained atomic.Bool
+	poller  atomic.Pointer[poller] // the poller watching the socket, if any
 }
 
+func newSocket(s *zmq.Socket) *socket { return &socket{s: s, r: newReceiver(s)} }
+
 func (s *socket) Send(frames [][]byte) error {
+	s.mu.Lock()
+	err := s.send(frames)
+	s.mu.Unlock()
+	if p := s.poller.Load(); p != nil {
+		p.sent(s)
+	}
+	return err
+}
+
+// send sends frames. s.mu is held.
+func (s *socket) send(frames [][]byte) error {
 	if s.closed {
 		return transport.ErrClosed
 	}
 	// Sending makes libzmq process the socket's commands, which may take
 	// the signal of a message that came since the last receive: its edge
 	// is then gone, and only ZMQ_EVENTS tells of it.
-	s.r.drained = false
+	s.drained.Store(false)
 	for i, f := range frames {
 		flag := zmq.DONTWAIT
 		if i < len(frames)-1 {
@@ -300,13 +327,37 @@ func (s *socket) Send(frames [][]byte) error {
 }
 
 func (s *socket) Recv() ([][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
 		return nil, transport.ErrClosed
 	}
-	return s.r.recv()
+	frames, err := s.r.recv()
+	s.drained.Store(err == transport.ErrAgain)
+	return frames, err
+}
+
+// input reports whether s has a message waiting, by ZMQ_EVENTS.
+func (s *socket) input() (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false, transport.ErrClosed
+	}
+	ev, err := s.s.GetEvents()
+	if err != nil {
+		return false, err
+	}
+	in := ev&zmq.POLLIN != 0
+	// Asking processed every command: with no message now, the next one
+	// makes a new edge.
+	s.drained.Store(!in)
+	return in, nil
 }
 
 func (s *socket) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
 		return nil
 	}
