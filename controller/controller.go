@@ -282,6 +282,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer c.closeSockets()
 	stop := context.AfterFunc(ctx, c.poller.Wake)
 	defer stop()
+	// This goroutine alone uses the sockets: it leads their poller for
+	// good, so that its sends need no look for an edge they may have taken
+	// (its own Wait looks).
+	c.poller.TryLead()
 	k := c.core
 	send := func(engine bool, rid string, frames [][]byte) error {
 		sock := c.clientSock

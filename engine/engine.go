@@ -611,13 +611,21 @@ func (e *StuckError) Error() string {
 		"(blocked in a call that ignores its context, such as MPI without one?)", e.Task, e.Grace)
 }
 
+// heartbeat is due: it tells the controller that the engine lives, unless
+// something else did within the period (any message does), and samples
+// the rate of steering points.
 func (l *ioLoop) heartbeat() {
 	e := l.e
-	content, _ := wire.EncodeContent(wire.HeartbeatContent{Queued: e.queue.len(), Running: e.currentID()})
-	e.courier.Flush(&wire.Message{Header: e.header(wire.Heartbeat, ""), Content: content})
-	l.nextBeat = time.Now().Add(l.period)
+	now := time.Now()
+	if last := e.courier.LastSent(); now.Sub(last) < l.period {
+		l.nextBeat = last.Add(l.period)
+	} else {
+		content, _ := wire.EncodeContent(wire.HeartbeatContent{Queued: e.queue.len(), Running: e.currentID()})
+		e.courier.Flush(&wire.Message{Header: e.header(wire.Heartbeat, ""), Content: content})
+		l.nextBeat = now.Add(l.period)
+	}
 	e.steer.mu.Lock()
-	e.steer.rate.sample(time.Now(), e.steer.step.Load())
+	e.steer.rate.sample(now, e.steer.step.Load())
 	e.steer.mu.Unlock()
 }
 

@@ -41,7 +41,9 @@ type Socket interface {
 // Poller waits for input on a fixed set of sockets.
 //
 // Goroutines may take turns at a poller, as leader and followers. The
-// leader alone uses the sockets and calls Wait. A follower is parked in
+// leader alone receives and calls Wait (any goroutine may send). A
+// goroutine that is the sockets' only user leads for good: it calls
+// TryLead once, then Wait as often as it likes. A follower is parked in
 // Follow, and takes the lead only when input arrives, or Wake is called,
 // while nobody leads. So the goroutine that will act on a message can wait
 // for it itself, with no hand-over between goroutines (each costs a thread

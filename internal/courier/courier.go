@@ -72,6 +72,13 @@ func (c *Courier) Flush(ms ...*wire.Message) {
 	c.write(all)
 }
 
+// LastSent is when the courier last sent something (zero if never).
+func (c *Courier) LastSent() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
+}
+
 // write stamps, signs and sends ms: several as batches, each batch
 // stamped before the messages it carries. Called with c.mu held.
 func (c *Courier) write(ms []*wire.Message) {
