@@ -23,9 +23,22 @@ type AsyncResult struct {
 
 	mu    sync.Mutex
 	tasks []*taskState
+	index map[taskKey]*taskState // of many tasks: the first of each key
 	left  int
 	done  chan struct{}
 }
+
+// taskKey finds a task: its request id and engine (-1 for a balanced
+// task, whose engine is known only from its reply).
+type taskKey struct {
+	id     string
+	engine int
+}
+
+// indexFrom is how many tasks a result has before find looks them up in
+// an index rather than going through them all: a request to a thousand
+// engines gets a thousand replies.
+const indexFrom = 16
 
 type taskState struct {
 	id       string
@@ -47,18 +60,50 @@ func (r *AsyncResult) add(id string, engine int) {
 	if len(r.ids) == 0 || r.ids[len(r.ids)-1] != id {
 		r.ids = append(r.ids, id)
 	}
-	r.tasks = append(r.tasks, &taskState{id: id, engine: engine, balanced: engine < 0})
+	t := &taskState{id: id, engine: engine, balanced: engine < 0}
+	r.tasks = append(r.tasks, t)
 	r.left++
+	if r.index != nil {
+		r.indexTask(t)
+	}
+}
+
+func (r *AsyncResult) indexTask(t *taskState) {
+	k := taskKey{t.id, wire.NoEngine}
+	if !t.balanced {
+		k.engine = t.engine
+	}
+	if _, ok := r.index[k]; !ok {
+		r.index[k] = t
+	}
 }
 
 func (r *AsyncResult) requests() []string { return r.ids }
 
 // find returns the task a message about request id from engine is for.
 func (r *AsyncResult) find(id string, engine int) *taskState {
-	for _, t := range r.tasks {
-		if t.id == id && (t.engine == engine || (t.balanced && t.reply == nil && t.err == nil)) {
-			return t
+	match := func(t *taskState) bool {
+		return t.id == id && (t.engine == engine || (t.balanced && t.reply == nil && t.err == nil))
+	}
+	if len(r.tasks) < indexFrom {
+		for _, t := range r.tasks {
+			if match(t) {
+				return t
+			}
 		}
+		return nil
+	}
+	if r.index == nil {
+		r.index = make(map[taskKey]*taskState, len(r.tasks))
+		for _, t := range r.tasks {
+			r.indexTask(t)
+		}
+	}
+	if t := r.index[taskKey{id, engine}]; t != nil && !t.balanced {
+		return t
+	}
+	if t := r.index[taskKey{id, wire.NoEngine}]; t != nil && match(t) {
+		return t
 	}
 	return nil
 }
