@@ -437,7 +437,14 @@ func runEnginesHost(n int) {
 		f, err := os.Create(fmt.Sprintf("%s.engines-host.%d.prof", prefix, os.Getpid()))
 		must(err)
 		pprof.StartCPUProfile(f)
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+			if f, err := os.Create(fmt.Sprintf("%s.engines-host.%d.allocs", prefix, os.Getpid())); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	net, err := zmqNetwork()
 	must(err)

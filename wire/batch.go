@@ -25,20 +25,27 @@ func Encode(m *Message) Raw { return rawOf(m, ChunkSize, InlineSize) }
 // rawOf encodes m with buffers totalling at most inline bytes in the
 // envelope, larger ones in frames of chunk bytes.
 func rawOf(m *Message, chunk, inline int) Raw {
-	env, frames := encode(m, chunk, inline, 0)
+	env, frames := encode(nil, m, chunk, inline, 0)
 	return Raw{Env: env, Frames: frames}
 }
 
 // encode returns the envelope of m after reserve spare bytes, and its
 // buffer frames: buffers totalling at most inline bytes go in the
-// envelope, larger ones are split into frames of chunk bytes.
-func encode(m *Message, chunk, inline, reserve int) (head []byte, frames [][]byte) {
+// envelope, larger ones are split into frames of chunk bytes. The envelope
+// is written into buf's storage if it has room, else into a new one.
+func encode(buf []byte, m *Message, chunk, inline, reserve int) (head []byte, frames [][]byte) {
+	alloc := func(n int) []byte {
+		if cap(buf) >= reserve+n {
+			return buf[:reserve]
+		}
+		return make([]byte, reserve, reserve+n)
+	}
 	total := 0
 	for _, b := range m.Buffers {
 		total += len(b)
 	}
 	if len(m.Buffers) > 0 && total <= inline {
-		head = make([]byte, reserve, reserve+envelopeBound(m, 0, 0, len(m.Buffers), total))
+		head = alloc(envelopeBound(m, 0, 0, len(m.Buffers), total))
 		return appendEnvelope(head, m, nil, nil, true), nil
 	}
 	var digests [][DigestSize]byte
@@ -59,7 +66,7 @@ func encode(m *Message, chunk, inline, reserve int) (head []byte, frames [][]byt
 		}
 		frames = make([][]byte, 0, n)
 	}
-	head = make([]byte, reserve, reserve+envelopeBound(m, len(digests), len(counts), 0, 0))
+	head = alloc(envelopeBound(m, len(digests), len(counts), 0, 0))
 	head = appendEnvelope(head, m, digests, counts, false)
 	for _, b := range m.Buffers {
 		if len(b) <= chunk {
@@ -90,13 +97,17 @@ func (s *Signer) SealRaw(h Header, raws []Raw) [][]byte {
 		size += len(r.Env) + 5
 		frames += len(r.Frames)
 	}
-	content := appendMapHeader(make([]byte, 0, size), 1)
-	content = appendStr(content, "m")
-	content = appendArrayHeader(content, len(raws))
+	// The batch's envelope, then its content written in place: the
+	// envelopes it carries are copied once.
+	m := &Message{Header: h, Content: []byte{}}
+	head := make([]byte, SignatureSize, SignatureSize+envelopeBound(m, 0, 0, 0, 0)+size)
+	head = appendEnvelope(head, m, nil, nil, false)
+	head = appendMapHeader(head, 1)
+	head = appendStr(head, "m")
+	head = appendArrayHeader(head, len(raws))
 	for _, r := range raws {
-		content = appendBin(content, r.Env)
+		head = appendBin(head, r.Env)
 	}
-	head := appendEnvelope(make([]byte, SignatureSize, SignatureSize+64+len(content)), &Message{Header: h, Content: content}, nil, nil, false)
 	out := make([][]byte, 0, 1+frames)
 	out = append(out, s.signHead(head))
 	for _, r := range raws {

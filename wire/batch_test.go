@@ -86,6 +86,21 @@ func TestBatch(t *testing.T) {
 	}
 }
 
+// A batch copies the envelopes it carries once, into its own.
+func TestBatchAllocations(t *testing.T) {
+	s := NewSigner(testKey)
+	reply := &Message{Header: Header{ID: "s1-1", Type: TaskReply, Session: "s1", Parent: "c1-1", Engine: 3},
+		Buffers: [][]byte{make([]byte, 1024)}}
+	raws := make([]Raw, 100)
+	for i := range raws {
+		raws[i] = Encode(reply)
+	}
+	h := Header{ID: "b-1", Session: "b", Seq: 1, Time: 1, Engine: NoEngine}
+	if n := testing.AllocsPerRun(20, func() { s.SealRaw(h, raws) }); n > 3 {
+		t.Errorf("sealing a batch of 100 made %v allocations, want at most 3 (envelope, frame list, header)", n)
+	}
+}
+
 func TestBatchRefused(t *testing.T) {
 	s := NewSigner(testKey)
 	a, b := sampleMessage(), sampleMessage()

@@ -197,7 +197,8 @@ func envelopeBound(m *Message, digests, counts, inline, inlineBytes int) int {
 
 // appendEnvelope writes the envelope of m: with its buffers themselves
 // if inline, else with the digests of its buffers and, if any buffer
-// spans several frames, each buffer's frame count.
+// spans several frames, each buffer's frame count. The content comes
+// last, so that a caller may write it in place after an empty one.
 func appendEnvelope(dst []byte, m *Message, digests [][DigestSize]byte, counts []int, inline bool) []byte {
 	h := &m.Header
 	n := 6

@@ -91,10 +91,18 @@ const ChunkSize = 64 << 10
 // of at most ChunkSize bytes. The signature is the HMAC of the envelope,
 // which holds the buffers or lists a digest of each (and how many frames
 // it spans), so it covers the buffers too.
-func (s *Signer) Seal(m *Message) [][]byte { return s.seal(m, ChunkSize, InlineSize) }
+func (s *Signer) Seal(m *Message) [][]byte { return s.seal(nil, m, ChunkSize, InlineSize) }
 
-func (s *Signer) seal(m *Message, chunk, inline int) [][]byte {
-	head, frames := encode(m, chunk, inline, SignatureSize)
+// SealInto is Seal writing the first frame into buf's storage when it has
+// room, else into a new buffer. A sender whose transport copies what it
+// sends (every transport.Socket does) seals all its messages into one
+// buffer: the frames are good until buf is used again.
+func (s *Signer) SealInto(buf []byte, m *Message) [][]byte {
+	return s.seal(buf, m, ChunkSize, InlineSize)
+}
+
+func (s *Signer) seal(buf []byte, m *Message, chunk, inline int) [][]byte {
+	head, frames := encode(buf, m, chunk, inline, SignatureSize)
 	return append([][]byte{s.signHead(head)}, frames...)
 }
 

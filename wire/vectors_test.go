@@ -84,7 +84,7 @@ func TestVectors(t *testing.T) {
 		if chunk == 0 {
 			chunk, inline = ChunkSize, InlineSize
 		}
-		frames := s.seal(v.msg, chunk, inline)
+		frames := s.seal(nil, v.msg, chunk, inline)
 		if v.batch != nil {
 			raws := []Raw{rawOf(v.msg, chunk, inline)}
 			for _, h := range v.batch {

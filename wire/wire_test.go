@@ -51,7 +51,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := NewSigner(testKey)
 			m := sampleMessage()
-			frames := s.seal(m, ChunkSize, tt.inline)
+			frames := s.seal(nil, m, ChunkSize, tt.inline)
 			if len(frames) != tt.frames {
 				t.Fatalf("frames = %d, want %d", len(frames), tt.frames)
 			}
@@ -141,8 +141,30 @@ func TestEnvelopeBound(t *testing.T) {
 		}
 	}
 	reply := &Message{Header: full, Buffers: [][]byte{make([]byte, 1024)}}
-	if n := testing.AllocsPerRun(100, func() { encode(reply, ChunkSize, InlineSize, SignatureSize) }); n != 1 {
+	if n := testing.AllocsPerRun(100, func() { encode(nil, reply, ChunkSize, InlineSize, SignatureSize) }); n != 1 {
 		t.Errorf("encoding a 1 KB reply made %v allocations, want 1", n)
+	}
+}
+
+// SealInto seals into the buffer it is given when that has room, and
+// what it seals opens as what Seal seals.
+func TestSealInto(t *testing.T) {
+	s := NewSigner(testKey)
+	m := sampleMessage()
+	want := s.Seal(m)
+	buf := make([]byte, 4096)
+	got := s.SealInto(buf, m)
+	if &got[0][0] != &buf[0] {
+		t.Error("SealInto did not use the buffer it was given")
+	}
+	if len(got) != len(want) || !bytes.Equal(got[0], want[0]) {
+		t.Fatalf("SealInto = %q, Seal = %q", got, want)
+	}
+	if small := s.SealInto(make([]byte, 8), m); !bytes.Equal(small[0], want[0]) {
+		t.Fatalf("SealInto with a short buffer = %q, want %q", small[0], want[0])
+	}
+	if n := testing.AllocsPerRun(100, func() { s.SealInto(buf, m) }); n > 1 {
+		t.Errorf("SealInto with room made %v allocations, want at most 1 (the frame list)", n)
 	}
 }
 
@@ -156,7 +178,7 @@ func TestOpenRefuses(t *testing.T) {
 	framed := func(edit func(*Message)) [][]byte { // buffers in frames of their own
 		m := sampleMessage()
 		edit(m)
-		return s.seal(m, ChunkSize, 0)
+		return s.seal(nil, m, ChunkSize, 0)
 	}
 	// reseal encodes env by hand with the right signature.
 	reseal := func(env []byte, bufs ...[]byte) [][]byte { return sealedFrames(s, env, bufs...) }
@@ -222,7 +244,7 @@ func TestChunkedBuffers(t *testing.T) {
 	data := []byte("0123456789abcdefghij") // 20 bytes: frames of 8, 8, 4
 	m := &Message{Header: Header{ID: "x-1", Type: Push, Session: "x", Seq: 1, Time: 1, Targets: []int{0}, Engine: NoEngine},
 		Buffers: [][]byte{[]byte("small"), data, {}}}
-	frames := s.seal(m, 8, 0)
+	frames := s.seal(nil, m, 8, 0)
 	if len(frames) != 1+1+3+1 {
 		t.Fatalf("%d frames, want 6", len(frames))
 	}

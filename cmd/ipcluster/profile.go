@@ -8,8 +8,9 @@ import (
 
 // cpuProfileEnv, when set to a path prefix, makes every ipcluster process
 // (the supervisor with its controller, and each engine) write a CPU
-// profile to <prefix>.<command>.<pid>.prof until it exits. The benchmarks
-// use it to show where the time goes.
+// profile to <prefix>.<command>.<pid>.prof until it exits, and then its
+// allocations to <prefix>.<command>.<pid>.allocs. The benchmarks use it to
+// show where the time goes.
 const cpuProfileEnv = "IPCLUSTER_CPUPROFILE"
 
 // startProfile starts the CPU profile if asked, and returns its stop.
@@ -31,5 +32,19 @@ func startProfile(command string) func() {
 	return func() {
 		pprof.StopCPUProfile()
 		f.Close()
+		writeAllocs(fmt.Sprintf("%s.%s.%d.allocs", prefix, command, os.Getpid()))
+	}
+}
+
+// writeAllocs writes the allocation profile to path.
+func writeAllocs(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ipcluster: allocation profile:", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "ipcluster: allocation profile:", err)
 	}
 }

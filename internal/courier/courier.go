@@ -37,7 +37,11 @@ type Courier struct {
 	queue     []*wire.Message
 	scheduled bool      // a Flush has been asked for
 	last      time.Time // when the last send ended
+	buf       []byte    // lone messages are sealed into it (the socket copies what it sends)
 }
+
+// keepBuf bounds the sealing buffer a courier keeps between sends.
+const keepBuf = 64 << 10
 
 // New returns a courier sending on sock, stamping messages from session
 // and signing them with signer. wake must make the owner's loop call
@@ -90,7 +94,10 @@ func (c *Courier) write(ms []*wire.Message) {
 		var frames [][]byte
 		if n == 1 {
 			c.stamp(ms[0])
-			frames = c.signer.Seal(ms[0])
+			frames = c.signer.SealInto(c.buf, ms[0])
+			if head := frames[0]; cap(head) <= keepBuf {
+				c.buf = head[:cap(head)]
+			}
 		} else {
 			h := c.session.Header(wire.Batch)
 			c.session.Stamp(&h)
