@@ -40,7 +40,7 @@ type ControllerConfig struct {
 	IP               string        `toml:"ip"`               // interface to listen on
 	ClientPort       int           `toml:"client_port"`      // 0 picks a free port
 	EnginePort       int           `toml:"engine_port"`      // 0 picks a free port
-	HeartbeatPeriod  time.Duration `toml:"heartbeat_period"` // engines send a heartbeat this often
+	HeartbeatPeriod  time.Duration `toml:"heartbeat_period"` // an engine that sent nothing for this long sends a heartbeat
 	HeartbeatMisses  int           `toml:"heartbeat_misses"` // an engine that misses this many is dead
 	Scheduler        string        `toml:"scheduler"`        // SchedulerLeastLoad or SchedulerLRU
 	PipelineDepth    int           `toml:"pipeline_depth"`   // most load-balanced tasks outstanding per engine
@@ -338,9 +338,10 @@ ip = %s
 # Ports for clients and engines; 0 picks a free port.
 client_port = %d
 engine_port = %d
-# Engines send a heartbeat this often ($IPCLUSTER_HEARTBEAT_PERIOD).
+# An engine that sent nothing for this long sends a heartbeat
+# ($IPCLUSTER_HEARTBEAT_PERIOD).
 heartbeat_period = %s
-# An engine that misses this many heartbeats in a row is dead.
+# An engine silent for this many periods is dead.
 heartbeat_misses = %d
 # Load balancing: "least-load" or "lru" ($IPCLUSTER_SCHEDULER).
 scheduler = %s
