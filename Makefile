@@ -112,6 +112,8 @@ test-mpich: deps mpich-deps
 # As root, test also runs a real single-node SLURM (.ci/slurm up: installed
 # and started for the tests, stopped by its pids after them); otherwise the
 # SLURM tests skip, saying so.
+# The zmqpoll tag builds the portable poller (zmq_poll, as on macOS) in
+# place of the Linux one, so that the laptops' transport is tested here too.
 test: deps mpi-deps mpich-deps ssh-deps vet fmt-check build
 	@export IPCLUSTER_REQUIRE_SSHD=1; \
 	if [ "$$(id -u)" = 0 ]; then ./.ci/slurm up || exit 1; \
@@ -119,6 +121,7 @@ test: deps mpi-deps mpich-deps ssh-deps vet fmt-check build
 	else echo "not root: the SLURM tests skip (sudo ./.ci/slurm up starts a test SLURM)"; fi; \
 	status=0; \
 	$(GO) test -race -timeout 15m ./... || status=1; \
+	$(GO) test -race -timeout 5m -tags zmqpoll ./transport/zmqnet ./client ./engine || status=1; \
 	$(GO) vet -tags mpi ./mpi ./engine ./cmd/ipcluster ./examples/... || status=1; \
 	$(GO) test -race -timeout 5m -tags mpi ./mpi ./examples/heat || status=1; \
 	$(GO) test -race -timeout 5m -tags mpi -run 'MPI' ./cmd/ipcluster ./launchers || status=1; \
