@@ -47,7 +47,7 @@ peerkit.SIZES = SIZES
 
 def run_measured(name, fn, n, runs, prep=None, warm_n=None):
     """fn(n) runs the workload once at size n and returns {metric: value}.
-    One unmeasured warm-up run at size warm_n (default n), then `runs`
+    Unmeasured warm-up runs (warmups(name)) at size warm_n (default n), then `runs`
     measured runs at size n; emits one line per metric and run.
     prep() runs before each run, untimed (bookkeeping cleanup)."""
     def one(k):
@@ -56,7 +56,8 @@ def run_measured(name, fn, n, runs, prep=None, warm_n=None):
         gc.collect()
         return fn(k)
     try:
-        one(warm_n or n)
+        for _ in range(warmups(name)):
+            one(warm_n or n)
         for r in range(runs):
             for metric, v in one(n).items():
                 emit(name, metric, v, r, n)

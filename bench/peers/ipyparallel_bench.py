@@ -179,7 +179,7 @@ def startup_once(profile_root):
 
 def run_measured(name, fn, n, runs, prep=None, warm_n=None):
     """fn(n) runs the workload once at size n and returns {metric: value}.
-    One unmeasured warm-up run at size warm_n (default n), then `runs`
+    Unmeasured warm-up runs (warmups(name)) at size warm_n (default n), then `runs`
     measured runs at size n; emits one line per metric and run.
     prep() runs before each run, untimed (bookkeeping cleanup)."""
     def one(k):
@@ -188,7 +188,8 @@ def run_measured(name, fn, n, runs, prep=None, warm_n=None):
         gc.collect()
         return fn(k)
     try:
-        one(warm_n or n)
+        for _ in range(warmups(name)):
+            one(warm_n or n)
         for r in range(runs):
             for metric, v in one(n).items():
                 emit(name, metric, v, r, n)

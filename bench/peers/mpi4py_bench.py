@@ -39,7 +39,7 @@ SIZES = {
 # (Not its process guard: mpiexec owns the ranks here; see below.)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peerkit  # noqa: E402
-from peerkit import emit, emit_error, log, median, parse_args, percentile, warm_n  # noqa: E402,F401
+from peerkit import emit, emit_error, log, median, parse_args, percentile, warm_n, warmups  # noqa: E402,F401
 
 peerkit.PEER = PEER
 peerkit.SIZES = SIZES
@@ -58,7 +58,7 @@ def install_signal_handlers():
 
 def run_measured(name, fn, n, runs, prep=None, warm_n=None):
     """fn(n) runs the workload once at size n and returns {metric: value}.
-    One unmeasured warm-up run at size warm_n (default n), then `runs`
+    Unmeasured warm-up runs (warmups(name)) at size warm_n (default n), then `runs`
     measured runs at size n; emits one line per metric and run.
     prep() runs before each run, untimed (bookkeeping cleanup)."""
     def one(k):
@@ -67,7 +67,8 @@ def run_measured(name, fn, n, runs, prep=None, warm_n=None):
         gc.collect()
         return fn(k)
     try:
-        one(warm_n or n)
+        for _ in range(warmups(name)):
+            one(warm_n or n)
         for r in range(runs):
             for metric, v in one(n).items():
                 emit(name, metric, v, r, n)

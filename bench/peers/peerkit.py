@@ -61,6 +61,13 @@ def parse_args(all_workloads):
     return args
 
 
+def warmups(workload):
+    """Unmeasured runs before the measured ones: three for push and pull,
+    whose first transfers grow fresh processes' memory (ipcluster's bench
+    and its one-hop limit warm up as many times), one for the others."""
+    return 3 if workload in ("push", "pull") else 1
+
+
 def warm_n(workload, n, size):
     """Warm-up size: a tenth of n for the count workloads (at least the smoke
     size), the full size for push/pull (allocation and page-fault costs)."""
