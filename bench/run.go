@@ -195,7 +195,7 @@ func (b *bench) ours(rows *rowSet) error {
 		if err != nil {
 			return err
 		}
-		defer c.stop()
+		defer c.stop() // on an early return; stopped below otherwise
 		cl := c.client
 		ipRTT(ctx, cl, 100) // warm up
 		ipLB(ctx, cl, 1000)
@@ -249,6 +249,7 @@ func (b *bench) ours(rows *rowSet) error {
 				rows.get("shell").Ours.add(v, n, err)
 			}
 		}
+		c.stop() // the next workloads have the machine to themselves
 	}
 	if b.wants("5") {
 		progress("ipcluster: startup")

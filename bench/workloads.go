@@ -25,10 +25,11 @@ import (
 // cluster is an ipcluster cluster started with the ipcluster command, as
 // a user starts one: controller and engines are separate processes.
 type cluster struct {
-	bin    string
-	env    []string
-	client *client.Client
-	dir    string
+	bin     string
+	env     []string
+	client  *client.Client
+	dir     string
+	stopped bool
 }
 
 // startCluster runs `ipcluster start -n N --daemon` in a private profile
@@ -60,7 +61,12 @@ func (c *cluster) run(args ...string) (string, error) {
 	return string(out), err
 }
 
+// stop stops the cluster, once.
 func (c *cluster) stop() {
+	if c.stopped {
+		return
+	}
+	c.stopped = true
 	if c.client != nil {
 		c.client.Close()
 	}
