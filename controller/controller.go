@@ -287,12 +287,18 @@ func (c *Controller) Run(ctx context.Context) error {
 	// (its own Wait looks).
 	c.poller.TryLead()
 	k := c.core
+	var out [][]byte // the routing id, then the frames; the socket copies them
+	var id []byte
 	send := func(engine bool, rid string, frames [][]byte) error {
 		sock := c.clientSock
 		if engine {
 			sock = c.engineSock
 		}
-		return sock.Send(append([][]byte{[]byte(rid)}, frames...))
+		id = append(id[:0], rid...)
+		out = append(append(out[:0], id), frames...)
+		err := sock.Send(out)
+		clear(out) // keep no message alive
+		return err
 	}
 	k.log.Info("controller listening", "clients", c.clientInfo.Endpoint, "engines", c.engineInfo.Endpoint)
 	const batch = 256 // messages taken from one socket before looking at the other

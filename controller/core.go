@@ -974,10 +974,16 @@ func (r *retention) take(id string) []wire.Raw {
 
 // outbox holds what the core sends during one turn of the loop, by
 // destination, so that several messages to one peer leave as one batch.
+// A destination's staging area is kept from turn to turn (emptied), so
+// that a request fanned out to a thousand engines allocates none.
 type outbox struct {
 	order []dest
 	by    map[dest]*staged
 }
+
+// keepStaged bounds the emptied staging areas an outbox keeps beyond the
+// destinations of one turn (peers that left keep theirs until then).
+const keepStaged = 4096
 
 type dest struct {
 	engine bool
@@ -997,6 +1003,8 @@ func (o *outbox) add(d dest, r wire.Raw, keep string) {
 	if st == nil {
 		st = &staged{}
 		o.by[d] = st
+	}
+	if len(st.raws) == 0 {
 		o.order = append(o.order, d)
 	}
 	st.raws = append(st.raws, r)
@@ -1082,7 +1090,12 @@ func (c *core) flush(send sendFunc) {
 				}
 			}
 		}
-		delete(o.by, d)
+		clear(st.raws) // the messages may be large: keep none of them
+		clear(st.keep)
+		st.raws, st.keep = st.raws[:0], st.keep[:0]
+	}
+	if len(o.by) > len(o.order)+keepStaged {
+		clear(o.by)
 	}
 	o.order = o.order[:0]
 }
