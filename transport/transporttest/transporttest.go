@@ -652,7 +652,7 @@ func testSendWhileWaiting(t *testing.T, s Setup) {
 					return
 				default:
 				}
-				if _, err := rp.Wait(100 * time.Millisecond); err != nil {
+				if _, err := rp.Wait(-1); err != nil { // Wake, below, ends it
 					echoed <- err
 					return
 				}
