@@ -71,6 +71,15 @@ static void mp_free(mp_t *p) {
 	free(p);
 }
 
+// sock_events returns the socket's ZMQ_EVENTS, or -1 with errno set.
+static int sock_events(void *s) {
+	int ev = 0;
+	size_t n = sizeof ev;
+	if (zmq_getsockopt(s, ZMQ_EVENTS, &ev, &n) != 0)
+		return -1;
+	return ev;
+}
+
 static int sock_type(void *s) {
 	int t = -1;
 	size_t n = sizeof t;
@@ -148,6 +157,20 @@ func (r *receiver) close() {
 	if r.mp != nil {
 		C.mp_free(r.mp)
 		r.mp = nil
+	}
+}
+
+// events asks libzmq for the socket's ZMQ_EVENTS, which processes its
+// pending commands: one cgo call, no allocation.
+func (r *receiver) events() (int, error) {
+	for {
+		ev, err := C.sock_events(r.raw)
+		if ev >= 0 {
+			return int(ev), nil
+		}
+		if err != syscall.EINTR {
+			return 0, fmt.Errorf("zmqnet: events: %w", err)
+		}
 	}
 }
 

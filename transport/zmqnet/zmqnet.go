@@ -344,11 +344,11 @@ func (s *socket) input() (bool, error) {
 	if s.closed {
 		return false, transport.ErrClosed
 	}
-	ev, err := s.s.GetEvents()
+	ev, err := s.r.events()
 	if err != nil {
 		return false, err
 	}
-	in := ev&zmq.POLLIN != 0
+	in := zmq.State(ev)&zmq.POLLIN != 0
 	// Asking processed every command: with no message now, the next one
 	// makes a new edge.
 	s.drained.Store(!in)
