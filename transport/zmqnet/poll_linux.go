@@ -226,22 +226,6 @@ func (p *poller) Follow() error {
 	}
 }
 
-// sent is told of each send on one of the poller's sockets, which may have
-// taken the edge of a message that came meanwhile. A leader that is not
-// waiting looks before it waits (the send left the socket not drained):
-// either it sent, or it will see. Otherwise nobody would look, so the
-// sender does, and rings if a message waits. The flags are read after
-// the send cleared drained, and Wait sets waiting before it reads drained:
-// of any send and wait, one sees the other.
-func (p *poller) sent(s *socket) {
-	if p.leading.Load() && !p.waiting.Load() {
-		return
-	}
-	if in, _ := s.input(); in {
-		p.ring()
-	}
-}
-
 // arm lets input wake a follower, or stops it. p.lmu is held.
 func (p *poller) arm(on bool) {
 	if p.lclosed {
@@ -263,26 +247,14 @@ func (p *poller) Wait(timeout time.Duration) ([]bool, error) {
 		deadline = time.Now().Add(timeout)
 	}
 	for first := true; ; first = false {
-		any := false
-		for i, s := range p.socks {
-			// A drained socket has no message without a new edge, which
-			// the wait below would see: asking libzmq first (a poll and a
-			// getpid each time) is only needed once the wait returns.
-			if first && s.drained.Load() {
-				p.ready[i] = false
-				continue
-			}
-			in, err := s.input() // the wait may have taken its edge: ask
-			if err != nil {
-				return nil, fmt.Errorf("zmqnet: poll: %w", err)
-			}
-			p.ready[i] = in
-			any = any || in
+		found, err := look(p.socks, p.ready, first)
+		if err != nil {
+			return nil, err
 		}
 		// The flag, not the eventfd, says whether Wake was called: an
 		// eventfd count may be left from a Wake this loop has already
 		// answered, and is only drained.
-		if p.pending.Swap(false) || any || timeout == 0 {
+		if p.pending.Swap(false) || found || timeout == 0 {
 			return p.ready, nil
 		}
 		if timeout > 0 && !time.Now().Before(deadline) {

@@ -130,17 +130,6 @@ type poller struct {
 	lclosed bool        // under lmu
 }
 
-// sent is told of each send on one of the poller's sockets: see the Linux
-// poller's. A follower here leads at once, so nobody leading is brief.
-func (p *poller) sent(s *socket) {
-	if p.leading.Load() && !p.waiting.Load() {
-		return
-	}
-	if in, _ := s.input(); in {
-		p.ring()
-	}
-}
-
 func (p *poller) Wait(timeout time.Duration) ([]bool, error) {
 	p.waiting.Store(true)
 	defer p.waiting.Store(false)
@@ -149,20 +138,11 @@ func (p *poller) Wait(timeout time.Duration) ([]bool, error) {
 		deadline = time.Now().Add(timeout)
 	}
 	for first := true; ; first = false {
-		any := false
-		for i, s := range p.socks {
-			if first && s.drained.Load() {
-				p.ready[i] = false
-				continue
-			}
-			in, err := s.input()
-			if err != nil {
-				return nil, fmt.Errorf("zmqnet: poll: %w", err)
-			}
-			p.ready[i] = in
-			any = any || in
+		found, err := look(p.socks, p.ready, first)
+		if err != nil {
+			return nil, err
 		}
-		if p.pending.Swap(false) || any || timeout == 0 {
+		if p.pending.Swap(false) || found || timeout == 0 {
 			return p.ready, nil
 		}
 		ms := C.long(-1)

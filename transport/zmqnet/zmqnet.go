@@ -355,6 +355,45 @@ func (s *socket) input() (bool, error) {
 	return in, nil
 }
 
+// sent is told of each send on one of the poller's sockets, which may have
+// taken the edge of a message that came meanwhile. A leader that is not
+// waiting looks before it waits (the send left the socket not drained):
+// either it sent, or it will see. Otherwise nobody would look, so the
+// sender does, and rings if a message waits. The flags are read after
+// the send cleared drained, and Wait sets waiting before it reads drained:
+// of any send and wait, one sees the other. (Both pollers, Linux's and
+// zmq_poll's, have these flags and ring.)
+func (p *poller) sent(s *socket) {
+	if p.leading.Load() && !p.waiting.Load() {
+		return
+	}
+	if in, _ := s.input(); in {
+		p.ring()
+	}
+}
+
+// look sets ready[i] to whether the i-th socket has a message, asking
+// libzmq, and reports whether any has. On a first look, before any wait,
+// a drained socket is skipped: it has no message without a new edge,
+// which the wait would see, and asking costs a poll and a getpid. After a
+// wait, every socket is asked: the wait may have taken its edge.
+func look(socks []*socket, ready []bool, first bool) (bool, error) {
+	found := false
+	for i, s := range socks {
+		if first && s.drained.Load() {
+			ready[i] = false
+			continue
+		}
+		in, err := s.input()
+		if err != nil {
+			return false, fmt.Errorf("zmqnet: poll: %w", err)
+		}
+		ready[i] = in
+		found = found || in
+	}
+	return found, nil
+}
+
 func (s *socket) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
